@@ -1,0 +1,126 @@
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.html import format_html_join
+
+from inventory.models import AccessKey, Account, IamUser, KeyObservation, Snapshot
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Collected data changes only through collections."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("account_id", "name", "role_arn", "enabled", "user_count", "key_count")
+    list_filter = ("enabled",)
+    search_fields = ("account_id", "name", "role_arn")
+    actions = ("collect_now",)
+    readonly_fields = ("collecting_until", "created_at", "updated_at")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_users=Count("iam_users", filter=Q(iam_users__deleted=False), distinct=True),
+                n_keys=Count("access_keys", filter=Q(access_keys__deleted=False), distinct=True),
+            )
+        )
+
+    @admin.display(description="IAM users", ordering="n_users")
+    def user_count(self, obj):
+        return obj.n_users
+
+    @admin.display(description="keys", ordering="n_keys")
+    def key_count(self, obj):
+        return obj.n_keys
+
+    @admin.action(description="Collect now")
+    def collect_now(self, request, queryset):
+        from kombu.exceptions import OperationalError as BrokerError
+
+        from inventory.tasks import collect_account
+
+        try:
+            for account in queryset:
+                collect_account.delay(account.pk)
+        except BrokerError as exc:
+            self.message_user(
+                request, f"The task queue is unavailable, try again later: {exc}", messages.ERROR
+            )
+            return
+        self.message_user(request, f"Collection queued for {queryset.count()} account(s).")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = (
+        "account", "started_at", "status", "phase", "duration", "api_calls", "user_count",
+        "key_count", "active_key_count", "report_generated_at",
+    )  # fmt: skip
+    list_filter = ("status", "account")
+    list_select_related = ("account",)
+    date_hierarchy = "started_at"
+    search_fields = ("account__account_id", "account__name", "error")
+
+
+@admin.register(IamUser)
+class IamUserAdmin(ReadOnlyAdmin):
+    list_display = ("name", "account", "owner", "has_password", "is_root", "created", "deleted")
+    list_filter = ("deleted", "has_password", "is_root", "account")
+    list_select_related = ("account",)
+    search_fields = ("name", "user_id", "owner", "arn")
+
+
+@admin.register(AccessKey)
+class AccessKeyAdmin(ReadOnlyAdmin):
+    list_display = (
+        "access_key_id", "user_name", "account", "owner", "status", "age_days", "last_used_at",
+        "last_used_service", "deleted",
+    )  # fmt: skip
+    list_filter = ("status", "deleted", "is_root", "account")
+    list_select_related = ("user", "account")
+    search_fields = ("access_key_id", "user__name", "user__owner")
+    readonly_fields = ("history",)
+
+    @admin.display(description="user", ordering="user__name")
+    def user_name(self, obj):
+        return obj.user.name
+
+    @admin.display(description="owner", ordering="user__owner")
+    def owner(self, obj):
+        return obj.user.owner or "(unowned)"
+
+    @admin.display(description="age (days)", ordering="created")
+    def age_days(self, obj):
+        return (timezone.now() - obj.created).days
+
+    @admin.display(description="history (last 50 snapshots)")
+    def history(self, obj):
+        rows = (
+            KeyObservation.objects.filter(key=obj)
+            .select_related("snapshot")
+            .order_by("-snapshot__started_at")[:50]
+        )
+        return format_html_join(
+            "\n",
+            "<div>{} — {} — last used {}</div>",
+            (
+                (
+                    f"{o.snapshot.started_at:%Y-%m-%d %H:%M}",
+                    "active" if o.active else "inactive",
+                    o.last_used_at or "never",
+                )
+                for o in rows
+            ),
+        )

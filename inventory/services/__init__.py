@@ -1,0 +1,1 @@
+"""Business operations shared by views, tasks, commands and (later) the API."""

@@ -1,0 +1,44 @@
+"""Celery tasks: thin wrappers over the services. They take ids and return a short summary."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from inventory.models import Account
+from inventory.services import collection
+from keygov.cron import previous_fire_time
+
+
+@shared_task(
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_jitter=True,
+    max_retries=3,
+)
+def collect_account(account_id: int, run_key: str = "") -> str:
+    snapshot = collection.collect_account(account_id, run_key=run_key)
+    if snapshot is None:
+        return f"account {account_id}: skipped (already collected or in progress)"
+    summary = (
+        f"account {snapshot.account.account_id}: {snapshot.status}, {snapshot.user_count} users, "
+        f"{snapshot.key_count} keys, {snapshot.api_calls} AWS calls"
+    )
+    if snapshot.error:
+        summary += f" ({snapshot.error})"
+    return summary
+
+
+@shared_task
+def collect_all_accounts(run_key: str = "") -> str:
+    """Fan out one collection per enabled account, all tagged with the schedule's current slot so
+    that a second delivery (or a second beat) yields no second snapshot."""
+    if not run_key:
+        slot = previous_fire_time(settings.KEYGOV_COLLECT_SCHEDULE, timezone.now())
+        run_key = slot.strftime("%Y-%m-%dT%H:%MZ")
+    ids = list(Account.objects.filter(enabled=True).values_list("pk", flat=True))
+    for account_id in ids:
+        collect_account.delay(account_id, run_key=run_key)
+    return f"slot {run_key}: {len(ids)} account collections queued"

@@ -1,0 +1,210 @@
+"""Django settings for keygov.
+
+Settings come only from the environment (documented in ``.env.example``). With nothing set,
+keygov runs on the embedded default: a SQLite file under ``KEYGOV_DATA_DIR`` and tasks run
+in-process. ``DATABASE_URL`` and ``REDIS_URL`` switch to Postgres and real Celery workers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from keygov.cron import parse_cron
+from keygov.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("KEYGOV_DATA_DIR") or BASE_DIR / "var")
+
+DEBUG = env_bool("KEYGOV_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """KEYGOV_SECRET_KEY, or a random key kept in the data directory for the embedded default."""
+    key = env_str("KEYGOV_SECRET_KEY")
+    if key:
+        if len(key) < 32:
+            raise ImproperlyConfigured("KEYGOV_SECRET_KEY must be at least 32 characters long")
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("KEYGOV_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("KEYGOV_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_filters",
+    "django_tables2",
+    "inventory",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "keygov.urls"
+WSGI_APPLICATION = "keygov.wsgi.application"
+LOGIN_URL = "/admin/login/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = env_str("DATABASE_URL")
+    if not url:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{DATA_DIR / 'keygov.sqlite3'}"
+    try:
+        config = dj_database_url.parse(url, conn_max_age=env_int("KEYGOV_DB_CONN_MAX_AGE", 60))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Several threads (runserver, in-process tasks) write to one file: wait, don't fail.
+        config["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        config["CONN_MAX_AGE"] = 0
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("KEYGOV_LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+# --- keygov ---------------------------------------------------------------------------------
+
+# User tags that name a key's owner, in order of preference.
+KEYGOV_OWNER_TAG_KEYS = env_list(
+    "KEYGOV_OWNER_TAG_KEYS", "owner,Owner,OwnerEmail,owner_email,OwnerContact"
+)
+# Region for the STS and IAM endpoints (IAM is global; STS is regional).
+KEYGOV_AWS_REGION = env_str("KEYGOV_AWS_REGION", "us-east-1")
+# Attempts per AWS call, first try included, in botocore's "standard" retry mode.
+KEYGOV_AWS_MAX_ATTEMPTS = env_int("KEYGOV_AWS_MAX_ATTEMPTS", 10, minimum=1)
+# Concurrent ListAccessKeys calls within one account. IAM throttles per account: keep it small.
+KEYGOV_AWS_CONCURRENCY = env_int("KEYGOV_AWS_CONCURRENCY", 4, minimum=1)
+# How long to wait for AWS to generate a credential report.
+KEYGOV_REPORT_TIMEOUT = env_int("KEYGOV_REPORT_TIMEOUT", 300, minimum=1)
+KEYGOV_ASSUME_ROLE_SESSION_NAME = env_str("KEYGOV_ASSUME_ROLE_SESSION_NAME", "keygov")
+
+# --- Celery ---------------------------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+KEYGOV_COLLECT_CRON = env_str("KEYGOV_COLLECT_CRON", "0 */6 * * *")
+KEYGOV_COLLECT_SCHEDULE = parse_cron("KEYGOV_COLLECT_CRON", KEYGOV_COLLECT_CRON)
+# Hard limit of one account's collection; the account's collection lease lasts a little longer,
+# and the broker redelivers an unacknowledged task only after a longer visibility timeout.
+KEYGOV_COLLECT_TIME_LIMIT = env_int("KEYGOV_COLLECT_TIME_LIMIT", 1800, minimum=60)
+KEYGOV_COLLECT_LEASE = KEYGOV_COLLECT_TIME_LIMIT + 60
+KEYGOV_BROKER_VISIBILITY_TIMEOUT = env_int(
+    "KEYGOV_BROKER_VISIBILITY_TIMEOUT", 2 * KEYGOV_COLLECT_TIME_LIMIT, minimum=60
+)
+if KEYGOV_BROKER_VISIBILITY_TIMEOUT <= KEYGOV_COLLECT_LEASE:
+    raise ImproperlyConfigured(
+        "KEYGOV_BROKER_VISIBILITY_TIMEOUT must exceed KEYGOV_COLLECT_TIME_LIMIT + 60 s, or the "
+        "broker would hand a running collection to a second worker"
+    )
+
+if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis:// URL")
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_TASK_ALWAYS_EAGER = False
+else:
+    # Embedded default: no broker, every task runs in the calling process.
+    CELERY_BROKER_URL = "memory://"
+    CELERY_TASK_ALWAYS_EAGER = True
+    CELERY_TASK_EAGER_PROPAGATES = True
+
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = KEYGOV_COLLECT_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = KEYGOV_COLLECT_TIME_LIMIT - 30
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A hung or absent Redis must not hang a web request: short socket timeouts, few publish retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": KEYGOV_BROKER_VISIBILITY_TIMEOUT,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 3,
+    "max_retries": 1,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+CELERY_BEAT_SCHEDULE = {
+    "collect-all-accounts": {
+        "task": "inventory.tasks.collect_all_accounts",
+        "schedule": KEYGOV_COLLECT_SCHEDULE,
+    },
+}
