@@ -25,7 +25,7 @@ from inventory.aws.connection import AccountTarget, AwsSettings, connect
 from inventory.aws.errors import AWS_ERRORS, describe_aws_error
 from inventory.choices import SnapshotStatus
 from inventory.models import AccessKey, Account, Snapshot
-from inventory.services.ingest import ingest_inventory
+from inventory.services.ingest import SnapshotSuperseded, ingest_inventory
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def _release(account: Account) -> None:
 
 
 def _fail(snapshot: Snapshot, error: str) -> Snapshot:
-    Snapshot.objects.filter(pk=snapshot.pk).update(
+    # Only a running snapshot fails: one taken over by a newer run keeps that run's outcome.
+    Snapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.RUNNING).update(
         status=SnapshotStatus.FAILED, phase="", error=error, finished_at=timezone.now()
     )
     snapshot.refresh_from_db()
@@ -173,9 +174,20 @@ def collect_account(
             snapshot,
             f"Timed out after {settings.KEYGOV_COLLECT_TIME_LIMIT - 30} s; nothing changed.",
         )
+    except SnapshotSuperseded:
+        log.warning("account %s: run taken over by a newer collection", account.account_id)
+        snapshot.refresh_from_db()
+        return snapshot
     except Exception as exc:
         # A bug or a database failure: the transaction rolled back; record it, then let it surface.
-        _fail(snapshot, f"Internal error while collecting: {type(exc).__name__}: {exc}")
+        try:
+            _fail(snapshot, f"Internal error while collecting: {type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("account %s: could not record the failure", account.account_id)
         raise
     finally:
-        _release(account)
+        try:
+            _release(account)
+        except Exception:
+            # The lease then simply expires (KEYGOV_COLLECT_LEASE).
+            log.exception("account %s: could not release the collection lease", account.account_id)
