@@ -19,7 +19,11 @@ from keygov.cron import previous_fire_time
     max_retries=3,
 )
 def collect_account(account_id: int, run_key: str = "") -> str:
-    snapshot = collection.collect_account(account_id, run_key=run_key)
+    try:
+        snapshot = collection.collect_account(account_id, run_key=run_key)
+    except Account.DoesNotExist:
+        # Deleted between the fan-out and this run: nothing to collect.
+        return f"account {account_id}: no longer exists"
     if snapshot is None:
         return f"account {account_id}: skipped (already collected or in progress)"
     summary = (
