@@ -105,6 +105,16 @@ def _text(value: str) -> str:
     return "" if _is_empty(value) else value.strip()
 
 
+def _csv_rows(reader: csv.DictReader):
+    try:
+        yield from reader
+    except csv.Error as exc:
+        # DictReader only counts lines it read whole; its csv reader counts the failing one.
+        raise CredentialReportError(
+            f"line {reader.reader.line_num}: not readable as CSV: {exc}"
+        ) from None
+
+
 def parse_credential_report(content: bytes | str) -> tuple[ReportRow, ...]:
     """Parse the CSV content of GetCredentialReport."""
     if isinstance(content, bytes):
@@ -113,14 +123,22 @@ def parse_credential_report(content: bytes | str) -> tuple[ReportRow, ...]:
         except UnicodeDecodeError as exc:
             raise CredentialReportError(f"the credential report is not UTF-8 text: {exc}") from None
     reader = csv.DictReader(io.StringIO(content.lstrip("\ufeff")))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        # DictReader only counts lines it read whole; its csv reader counts the failing one.
+        raise CredentialReportError(
+            f"line {reader.reader.line_num}: not readable as CSV: {exc}"
+        ) from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise CredentialReportError(
             "this is not an IAM credential report: missing column(s) " + ", ".join(missing)
         )
     rows = []
-    for line_no, raw in enumerate(reader, start=2):
+    for raw in _csv_rows(reader):
+        # The physical line, as an editor shows it: blank lines are skipped but counted.
+        line_no = reader.line_num
         if None in raw or any(v is None for v in raw.values()):
             raise CredentialReportError(
                 f"line {line_no}: expected {len(header)} fields, found a different number"
