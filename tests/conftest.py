@@ -116,3 +116,20 @@ def inject_error(
 
     session.events.register(event, hook)
     return state
+
+
+@pytest.fixture
+def aws_everywhere(aws, monkeypatch):
+    """``aws``, also used by the code paths that open their own boto3 session (tasks, commands),
+    so that fault-injection and call-counting hooks registered on it apply there too."""
+    from inventory.aws import connection
+    from inventory.services import accounts, collection
+
+    real_connect = connection.connect
+
+    def connect(target, settings, session=None):
+        return real_connect(target, settings, session=session or aws)
+
+    monkeypatch.setattr(collection, "connect", connect)
+    monkeypatch.setattr(accounts, "connect", connect)
+    return aws
