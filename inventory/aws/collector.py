@@ -137,11 +137,15 @@ def _reuse_known(row: ReportRow, known: Sequence[tuple[str, datetime]]) -> list[
 
 
 def _match_listed(iam, user: str, listed: Iterable[dict], row: ReportRow | None) -> list[KeyRecord]:
+    listed = list(listed)
     slots = _unique_by_created(row.slots if row else (), lambda s: s.created)
+    # Two listed keys of one second cannot both be the slot of that second (the report may have
+    # been written between their creations): neither takes it.
+    unique_listed = _unique_by_created(listed, lambda m: m["CreateDate"])
     keys = []
     for meta in listed:
         created = _second(meta["CreateDate"])
-        slot = slots.get(created)
+        slot = slots.get(created) if created in unique_listed else None
         if slot is not None:
             keys.append(_key_from_slot(meta["AccessKeyId"], user, slot, status=meta["Status"]))
             continue
