@@ -22,8 +22,10 @@ class StubbedSession:
 
     def __init__(self, **clients) -> None:
         self.clients = clients
+        self.made: list[tuple[str, dict]] = []  # (service, keyword arguments) of each client
 
-    def client(self, service: str, **_):
+    def client(self, service: str, **kwargs):
+        self.made.append((service, kwargs))
         return self.clients[service]
 
 
