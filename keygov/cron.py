@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from celery.schedules import crontab
+from celery.schedules import ParseException, crontab
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -25,7 +25,8 @@ def parse_cron(name: str, value: str) -> crontab:
             month_of_year=month_of_year,
             day_of_week=day_of_week,
         )
-    except (ValueError, TypeError) as exc:
+    # ParseException (e.g. '0,,1' or '-') is not a ValueError.
+    except (ValueError, TypeError, ParseException) as exc:
         raise ImproperlyConfigured(
             f"{name}={value!r} is not a valid cron expression: {exc}"
         ) from None
