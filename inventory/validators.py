@@ -6,16 +6,20 @@ import re
 
 from django.core.exceptions import ValidationError
 
-ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
-# arn:<partition>:iam::<12 digits>:role/<optional path/>name
+# Matched whole (fullmatch) and in ASCII: "$" would let a trailing newline through, and "\d" or
+# "\w" would accept other scripts' digits and letters, which AWS does not.
+ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
+# arn:<partition>:iam::<12 digits>:role/<optional path/>name; a path segment is printable ASCII,
+# a role name at most 64 of [A-Za-z0-9+=,.@_-].
 ROLE_ARN_RE = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account_id>\d{12}):role/"
-    r"(?P<name>[\w+=,.@/-]{1,512})$"
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account_id>[0-9]{12}):role/"
+    r"(?P<name>(?:[\x21-\x2e\x30-\x7e]+/)*[\w+=,.@-]{1,64})",
+    re.ASCII,
 )
 
 
 def validate_account_id(value: str) -> None:
-    if not ACCOUNT_ID_RE.match(value or ""):
+    if not ACCOUNT_ID_RE.fullmatch(value or ""):
         raise ValidationError(
             "%(value)s is not an AWS account id: it must be exactly 12 digits, e.g. 123456789012.",
             code="invalid_account_id",
@@ -24,7 +28,7 @@ def validate_account_id(value: str) -> None:
 
 
 def validate_role_arn(value: str) -> None:
-    if not ROLE_ARN_RE.match(value or ""):
+    if not ROLE_ARN_RE.fullmatch(value or ""):
         raise ValidationError(
             "%(value)s is not an IAM role ARN: expected arn:aws:iam::123456789012:role/RoleName.",
             code="invalid_role_arn",
@@ -33,5 +37,5 @@ def validate_role_arn(value: str) -> None:
 
 
 def role_arn_account(value: str) -> str | None:
-    match = ROLE_ARN_RE.match(value or "")
+    match = ROLE_ARN_RE.fullmatch(value or "")
     return match.group("account_id") if match else None
