@@ -33,7 +33,8 @@ def import_accounts(
     The caller's credentials must be those of the management account (or a delegated
     administrator): ListAccounts is called with the default credentials, every page.
     """
-    probe = f"arn:aws:iam::123456789012:role/{role_name}"
+    # IAM writes paths with slashes around them (/audit/): the ARN has none before the path.
+    probe = f"arn:aws:iam::123456789012:role/{role_name.strip('/')}"
     try:
         validate_role_arn(probe)
     except ValidationError:
