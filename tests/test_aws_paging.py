@@ -174,7 +174,7 @@ def test_it_imports_the_active_accounts_of_every_page():
         stub_three_pages(stubber)
 
         result = import_accounts(
-            "audit/KeygovRead",
+            "/audit/KeygovRead/",  # as IAM writes a path
             external_id="keygov-ext-1",
             session=StubbedSession(organizations=org),
         )
