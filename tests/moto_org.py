@@ -7,9 +7,11 @@ last use.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from moto.iam.models import AccessKeyLastUsed, iam_backends
 
 from inventory.models import Account
@@ -102,3 +104,25 @@ class CallSpy:
 
     def reset(self) -> None:
         self.operations.clear()
+
+
+def request_body(request) -> str:
+    """The body of a botocore request as text (a query-protocol body may be str or bytes)."""
+    body = request.body or b""
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def json_error_response(code: str, message: str, status: int = 400) -> AWSResponse:
+    """An HTTP response carrying an AWS JSON-protocol error (Organizations, STS is query)."""
+    body = json.dumps({"__type": code, "message": message}).encode()
+
+    class _Raw:
+        def stream(self, **_):
+            yield body
+
+    return AWSResponse(
+        "https://organizations.us-east-1.amazonaws.com/",
+        status,
+        {"Content-Type": "application/x-amz-json-1.1"},
+        _Raw(),
+    )

@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import boto3
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 from django.conf import settings as django_settings
@@ -28,6 +29,7 @@ from tests.moto_org import (
     create_user,
     iam_in,
     register_account,
+    request_body,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -250,6 +252,44 @@ def test_it_marks_deleted_keys_and_users_at_the_next_snapshot(org):
     assert KeyObservation.objects.filter(snapshot=second_prod).count() == 3
 
 
+def test_it_collects_accounts_in_parallel_without_mixing_them(org):
+    """GIVEN two accounts
+    WHEN they are collected at the same time by two workers (threads, a session each)
+    THEN both complete, each with its own users, keys and call count."""
+    snapshots = {}
+
+    def worker(account: Account) -> None:
+        try:
+            session = boto3.Session(region_name="us-east-1")
+            snapshots[account.name] = collect_account(account.pk, session=session)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(acc,)) for acc in (org.prod, org.dev)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert {name: s.status for name, s in snapshots.items()} == {
+        "prod": SnapshotStatus.COMPLETE,
+        "dev": SnapshotStatus.COMPLETE,
+    }
+    for name, account in (("prod", org.prod), ("dev", org.dev)):
+        seen = set(
+            KeyObservation.objects.filter(snapshot=snapshots[name]).values_list(
+                "key__access_key_id", flat=True
+            )
+        )
+        assert seen == set(
+            AccessKey.objects.filter(account=account).values_list("access_key_id", flat=True)
+        ), name
+        assert len(seen) == 3
+    # AssumeRole, report (generate twice: moto answers STARTED first, then get) and
+    # GetAccountAuthorizationDetails, plus one ListAccessKeys per user with keys (2 in each).
+    assert snapshots["prod"].api_calls == snapshots["dev"].api_calls == 5 + 2
+
+
 def test_it_reads_last_use_of_keys_the_report_cannot_tell_apart(aws):
     """GIVEN a user whose two keys were created in the same second (the credential report cannot
     say which slot is which key)
@@ -352,7 +392,7 @@ def test_it_fails_only_the_account_whose_role_cannot_be_assumed(org):
         "AccessDenied",
         message,
         status=403,
-        when=lambda request: dev_id in _body(request),
+        when=lambda request: dev_id in request_body(request),
     )
 
     prod_snap = collect(org.prod, org.session)
@@ -372,11 +412,6 @@ def test_it_fails_only_the_account_whose_role_cannot_be_assumed(org):
     assert IamUser.objects.filter(account=org.prod, name="new-prod").exists()
     assert prod_snap.key_count == 4
     assert not Account.objects.filter(collecting_until__isnull=False).exists()
-
-
-def _body(request) -> str:
-    body = request.body or b""
-    return body.decode() if isinstance(body, bytes) else str(body)
 
 
 # --- runs that must not happen twice -------------------------------------------------------------
