@@ -138,7 +138,7 @@ class Iam:
 
 
 @pytest.fixture
-def aws():
+def stubbed_iam():
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
@@ -185,11 +185,11 @@ def first_collection(iam: Iam) -> None:
     iam.keys("erin")
 
 
-def test_it_collects_an_account_along_the_efficient_path(aws):
+def test_it_collects_an_account_along_the_efficient_path(stubbed_iam):
     """GIVEN an account seen for the first time WHEN collecting THEN keys are listed only for users
     the report shows with keys (not bob) or that are newer than the report (dave, erin), and
     GetAccessKeyLastUsed is asked only for the key the report cannot describe."""
-    conn, iam = aws
+    conn, iam = stubbed_iam
     first_collection(iam)
     said: list[str] = []
 
@@ -216,8 +216,8 @@ def test_it_collects_an_account_along_the_efficient_path(aws):
     assert "listing access keys of 4 users" in said
 
 
-def test_it_matches_report_slots_to_key_ids_by_creation_time(aws):
-    conn, iam = aws
+def test_it_matches_report_slots_to_key_ids_by_creation_time(stubbed_iam):
+    conn, iam = stubbed_iam
     first_collection(iam)
 
     keys = keys_by_id(collect_inventory(conn, ACCOUNT))
@@ -234,8 +234,8 @@ def test_it_matches_report_slots_to_key_ids_by_creation_time(aws):
     assert {k.user_name for k in keys.values() if not k.is_root} == {"alice", "build-bot", "dave"}
 
 
-def test_it_asks_aws_for_the_last_use_of_a_key_newer_than_the_report(aws):
-    conn, iam = aws
+def test_it_asks_aws_for_the_last_use_of_a_key_newer_than_the_report(stubbed_iam):
+    conn, iam = stubbed_iam
     first_collection(iam)
 
     inventory = collect_inventory(conn, ACCOUNT)
@@ -250,8 +250,8 @@ def test_it_asks_aws_for_the_last_use_of_a_key_newer_than_the_report(aws):
     assert users["dave"].user_id == user_id("dave")
 
 
-def test_it_inventories_root_keys_with_stand_in_ids(aws):
-    conn, iam = aws
+def test_it_inventories_root_keys_with_stand_in_ids(stubbed_iam):
+    conn, iam = stubbed_iam
     first_collection(iam)
 
     inventory = collect_inventory(conn, ACCOUNT)
@@ -266,8 +266,8 @@ def test_it_inventories_root_keys_with_stand_in_ids(aws):
     assert root_key.last_used_service == "iam"
 
 
-def test_it_gives_two_root_keys_two_ids_without_listing_them(aws):
-    conn, iam = aws
+def test_it_gives_two_root_keys_two_ids_without_listing_them(stubbed_iam):
+    conn, iam = stubbed_iam
     iam.report(
         row("<root_account>", ROOT_SLOT, Slot(utc(2020, 2, 2, 2, 2, 2), active=False)),
     )
@@ -291,10 +291,10 @@ def known_after_first_collection() -> dict:
     }
 
 
-def test_it_reuses_known_keys_of_an_unchanged_account_without_listing_keys(aws):
+def test_it_reuses_known_keys_of_an_unchanged_account_without_listing_keys(stubbed_iam):
     """GIVEN keygov knows every key and a newer report shows the same creation times WHEN
     collecting again THEN three calls suffice and each slot's last use lands on its known key."""
-    conn, iam = aws
+    conn, iam = stubbed_iam
     iam.report(
         row("<root_account>", ROOT_SLOT),
         row("alice", *ALICE_SLOTS, password=True),
@@ -332,10 +332,10 @@ def test_it_reuses_known_keys_of_an_unchanged_account_without_listing_keys(aws):
     )
 
 
-def test_it_lists_keys_only_for_the_user_whose_slot_changed(aws):
+def test_it_lists_keys_only_for_the_user_whose_slot_changed(stubbed_iam):
     """GIVEN alice rotated her old key (slot 2 has a new creation time) WHEN collecting again THEN
     only alice's keys are listed and the new key gets slot 2's last use."""
-    conn, iam = aws
+    conn, iam = stubbed_iam
     rotated = ("AKIAALICEROTATED0005", utc(2024, 11, 20, 10), "Active")
     iam.report(
         row(
@@ -366,8 +366,8 @@ def test_it_lists_keys_only_for_the_user_whose_slot_changed(aws):
     assert keys[BOT_KEY[0]].user_name == "build-bot"
 
 
-def test_it_lists_keys_of_a_known_user_whose_key_is_not_known(aws):
-    conn, iam = aws
+def test_it_lists_keys_of_a_known_user_whose_key_is_not_known(stubbed_iam):
+    conn, iam = stubbed_iam
     iam.report(row("build-bot", Slot(BOT_KEY[1])))
     iam.users(["build-bot"])
     iam.keys("build-bot", BOT_KEY)
@@ -388,11 +388,11 @@ CAROL_SLOTS = (
 
 
 @pytest.mark.parametrize("known", [{}, {"carol": [CAROL_USED[:2], CAROL_IDLE[:2]]}])
-def test_it_does_not_confuse_two_keys_created_in_the_same_second(aws, known):
+def test_it_does_not_confuse_two_keys_created_in_the_same_second(stubbed_iam, known):
     """GIVEN two keys of one user created in the same second (the report cannot tell which slot
     is which) WHEN collecting, whether or not keygov knows them, THEN each key's last use comes
     from GetAccessKeyLastUsed for that key."""
-    conn, iam = aws
+    conn, iam = stubbed_iam
     iam.report(row("carol", *CAROL_SLOTS, password=True))
     iam.users(["carol"])
     iam.keys("carol", CAROL_IDLE, CAROL_USED)
@@ -417,10 +417,10 @@ def test_it_does_not_confuse_two_keys_created_in_the_same_second(aws, known):
     assert inventory.api_calls == iam.calls == 6
 
 
-def test_it_does_not_give_a_key_made_after_the_report_its_twin_s_last_use(aws):
+def test_it_does_not_give_a_key_made_after_the_report_its_twin_s_last_use(stubbed_iam):
     """GIVEN a report showing one key, and a second key created in the same second right after
     the report was written WHEN collecting THEN neither key is given the other's last use."""
-    conn, iam = aws
+    conn, iam = stubbed_iam
     iam.report(row("carol", CAROL_SLOTS[0], password=True))
     iam.users(["carol"])
     iam.keys("carol", CAROL_USED, CAROL_IDLE)
