@@ -35,7 +35,7 @@ def moto_server():
     os.environ.update(
         AWS_ENDPOINT_URL=url,
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
+        AWS_SECRET_ACCESS_KEY="testing",  # moto's dummy credentials
         AWS_DEFAULT_REGION="us-east-1",
     )
     yield url
@@ -53,8 +53,9 @@ _AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "A
 @pytest.fixture
 def aws(moto_server):
     """An empty emulator and a boto3 session pointed at it."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request).close()  # noqa: S310 - local emulator
+    # The local emulator's reset endpoint (http:// on 127.0.0.1 only).
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(request).close()  # noqa: S310
     return boto3.Session(region_name="us-east-1")
 
 

@@ -31,9 +31,15 @@ class Command(BaseCommand):
         failed = 0
         for acc in accounts:
             self.stdout.write(f"{acc}:")
-            snapshot = collect_account(
-                acc.pk, progress=lambda phase: self.stdout.write(f"  {phase}")
-            )
+            try:
+                snapshot = collect_account(
+                    acc.pk, progress=lambda phase: self.stdout.write(f"  {phase}")
+                )
+            except Exception as exc:
+                # Recorded on the snapshot and logged with its traceback; go on with the others.
+                failed += 1
+                self.stdout.write(self.style.ERROR(f"  failed: {type(exc).__name__}: {exc}"))
+                continue
             if snapshot is None:
                 self.stdout.write(self.style.WARNING("  skipped: another collection is running"))
             elif snapshot.status == SnapshotStatus.FAILED:
