@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,16 @@ class CallCounter:
             self.by_operation[model.name] = self.by_operation.get(model.name, 0) + 1
 
 
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def default_session() -> boto3.Session:
+    """One boto3 session per process: loading botocore's models costs ~0.3 s per new session,
+    and the default credential chain (instance role, SSO...) is resolved and refreshed once."""
+    return boto3.Session()
+
+
 @dataclass
 class AwsConnection:
     """Clients for one account, all created from one boto3 session so that event hooks registered
@@ -68,9 +79,11 @@ class AwsConnection:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            client = self.session.client(
-                service, config=self.settings.client_config(), **self.credentials
-            )
+            # Clients are thread-safe; creating them from a shared session is not.
+            with _SESSION_LOCK:
+                client = self.session.client(
+                    service, config=self.settings.client_config(), **self.credentials
+                )
             client.meta.events.register("before-call", self.counter)
             self._clients[service] = client
         return self._clients[service]
@@ -86,7 +99,7 @@ def connect(
     session: boto3.Session | None = None,
 ) -> AwsConnection:
     """Connect to an account: AssumeRole (with the ExternalId) or the default credentials."""
-    session = session or boto3.Session()
+    session = session or default_session()
     base = AwsConnection(session=session, settings=settings)
     if not target.role_arn:
         return base
