@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 # A call may span lines: join them first.
 read_by_settings=$(tr '\n' ' ' <keygov/settings.py |
-    grep -oE '(env_(str|bool|int|list)\(\s*|environ(\.get)?[(\[]\s*)"[A-Z][A-Z0-9_]*"' |
+    grep -oE '(env_[a-z]+\(\s*|environ(\.get)?[(\[]\s*)"[A-Z][A-Z0-9_]*"' |
     grep -oE '"[A-Z0-9_]+"' | tr -d '"' | sort -u)
 missing=()
 for name in $read_by_settings; do
