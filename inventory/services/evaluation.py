@@ -34,6 +34,7 @@ from inventory.models import (
 )
 from inventory.policy import KeyFacts, Policy, key_state, whole_days
 from inventory.services.audit import audit_event
+from inventory.services.kpis import roll_up_account
 
 KEY_FIELDS = (
     "id", "access_key_id", "user_id", "status", "created", "last_used_at", "deleted", "is_root",
@@ -213,6 +214,12 @@ def evaluate_account(account: Account, now: datetime | None = None, actor=None) 
 
 
 def evaluate_all_accounts(now: datetime | None = None) -> dict[str, Evaluation]:
-    """Every account, each in its own transaction (time passes even without a snapshot)."""
+    """Judge every account again and refresh its roll-ups of the day, each in its own
+    transaction: time passes (keys age, exceptions expire) even when no snapshot comes."""
     now = now or timezone.now()
-    return {a.account_id: evaluate_account(a, now) for a in Account.objects.all()}
+    results = {}
+    for account in Account.objects.all():
+        with transaction.atomic():
+            results[account.account_id] = evaluate_account(account, now)
+            roll_up_account(account, now)
+    return results
