@@ -92,7 +92,10 @@ def _close_reason(row: dict, state: KeyState, finding: Finding, rows_by_user) ->
         return CloseReason.MIGRATED
     if state == KeyState.EXCEPTED:
         return CloseReason.EXCEPTED
-    if row["last_used_at"] and row["last_used_at"] > finding.opened_at:
+    # Only an idle key leaves its finding by being used: an overdue key in daily use that
+    # complies again did so because the policy changed.
+    used = row["last_used_at"] and row["last_used_at"] > finding.opened_at
+    if finding.kind == KeyState.UNUSED and used:
         return CloseReason.USED
     return CloseReason.POLICY
 
