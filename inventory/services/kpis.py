@@ -258,7 +258,7 @@ def snapshot_counts(snapshot: Snapshot, group: str | None = None) -> dict:
     return _merge(
         _key_counts(observed, at, "key__", Q(active=True), by[0]),
         _user_counts(
-            users, observed.filter(active=True, key__is_root=False), "key__user_id", by[1]
+            users, by[1], observed.filter(active=True, key__is_root=False), "key__user_id", by[0]
         ),
         _finding_counts(findings, at, by[2]),
         _migration_counts(migrations, at, by[2]),
