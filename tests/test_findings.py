@@ -285,3 +285,13 @@ def test_it_judges_keys_again_when_policy_fields_change_through_the_service(acco
     save_policy(policy, by=admin, before=before, now=C + days(60) + timedelta(hours=1))
     [finding] = findings_of("AKIAOLD")
     assert (finding.kind, finding.opened_at) == ("overdue", C + days(60) + timedelta(hours=1))
+
+
+def test_it_records_since_when_a_key_is_in_its_state(account, users):
+    snap(account, users, C + days(80), old_key(used=C + days(80)))
+    snap(account, users, C + days(85), old_key(used=C + days(85)))
+    key = AccessKey.objects.get(access_key_id="AKIAOLD")
+    assert (key.state, key.state_since) == (KeyState.DUE_SOON, C + days(80))
+    snap(account, users, C + days(91), old_key(used=C + days(91)))
+    key.refresh_from_db()
+    assert (key.state, key.state_since) == (KeyState.OVERDUE, C + days(91))
