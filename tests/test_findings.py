@@ -137,14 +137,25 @@ def test_it_closes_as_rotated_when_a_new_key_replaces_a_deleted_one(account, use
 
 
 def test_it_closes_as_deactivated_when_the_key_is_switched_off_without_replacement(account, users):
-    """GIVEN an overdue key whose user also holds a second key created before the finding opened
+    """GIVEN an overdue key whose user also holds an OLDER second key
     WHEN the overdue key is deactivated THEN the finding closes as "deactivated", not rotated:
-    nothing new replaced it."""
-    older_spare = key_record("AKIASPARE", "alice", C + days(50), last_used_at=C + days(90))
+    nothing newer replaced it."""
+    older_spare = key_record("AKIASPARE", "alice", C - days(10), last_used_at=C + days(90))
     snap(account, users, C + days(91), old_key(used=C + days(91)), older_spare)
     snap(account, users, C + days(93), old_key(used=C + days(91), status=INACTIVE), older_spare)
     [finding] = findings_of("AKIAOLD")
     assert (finding.closed_at, finding.close_reason) == (C + days(93), CloseReason.DEACTIVATED)
+
+
+def test_it_closes_as_rotated_when_the_owner_made_the_new_key_before_the_deadline(account, users):
+    """GIVEN an owner warned at 85 days who created a replacement key then
+    WHEN the old key, overdue at 91 days, is deleted at 95 days
+    THEN the finding closes as "rotated": the replacement predates the finding, not the key."""
+    new = key_record("AKIANEW", "alice", C + days(85), last_used_at=C + days(90))
+    snap(account, users, C + days(91), old_key(used=C + days(91)), new)
+    snap(account, users, C + days(95), new)
+    [finding] = findings_of("AKIAOLD")
+    assert (finding.closed_at, finding.close_reason) == (C + days(95), CloseReason.ROTATED)
 
 
 def test_it_closes_as_deleted_when_the_key_goes_without_replacement(account, users):

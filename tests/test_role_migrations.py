@@ -258,3 +258,24 @@ def test_it_counts_the_migrations_verified_in_the_quarter():
     march = datetime(2026, 3, 31, 12, tzinfo=UTC)
     assert current_kpis(march).migrations_verified_quarter == 1
     assert current_kpis(verified_at[1] - timedelta(seconds=1)).migrations_verified_quarter == 1
+
+
+def test_it_clears_the_verification_when_a_verified_mark_is_marked_migrating_again(alice, key):
+    """GIVEN a mark verified because the key stayed idle for 45 days
+    WHEN the owner marks the key migrating again (the move was not finished) and uses it
+    THEN the mark is unverified and migrating, and the next evaluation does not verify it."""
+    mark(key, alice)
+    evaluate_account(key.account, NOW + days(45))
+    assert KeyMigration.objects.get().status == MigrationStatus.MIGRATED
+
+    mark(key, alice, status=MigrationStatus.MIGRATING, at=NOW + days(46))
+    AccessKey.objects.filter(pk=key.pk).update(last_used_at=NOW + days(46))
+    evaluate_account(key.account, NOW + days(47))
+
+    migration = KeyMigration.objects.get()
+    assert (migration.status, migration.verified_at, migration.verified_by) == (
+        MigrationStatus.MIGRATING,
+        None,
+        "",
+    )
+    assert state_of(key) != KeyState.MIGRATED

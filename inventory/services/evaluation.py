@@ -77,12 +77,13 @@ def _facts(row: dict) -> KeyFacts:
 
 def _close_reason(row: dict, state: KeyState, finding: Finding, rows_by_user) -> CloseReason:
     if state in (KeyState.DELETED, KeyState.INACTIVE):
-        # Rotated: the user has a newer active key, created after the finding opened.
+        # Rotated: retired while its user holds a newer active key (the usual rotation: create
+        # a key, move the workload, retire the old one — whether before or after the finding).
         rotated = any(
             other["id"] != row["id"]
             and not other["deleted"]
             and other["status"] == KeyStatus.ACTIVE
-            and other["created"] > finding.opened_at
+            and other["created"] > row["created"]
             for other in rows_by_user[row["user_id"]]
         )
         if rotated:

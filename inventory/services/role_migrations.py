@@ -46,6 +46,9 @@ def mark_migration(
     before = fields_of(mark, AUDITED) if mark else None
     if mark is None:
         mark = KeyMigration(key=key, account=key.account, marked_by=by, marked_at=now)
+    if mark.pk and status == MigrationStatus.MIGRATING and mark.status != status:
+        # The owner says the move is not finished after all: verify it again from scratch.
+        mark.verified_at, mark.verified_by = None, ""
     mark.status, mark.role_arn, mark.note = status, role_arn, note.strip()
     mark.save()
     record(
