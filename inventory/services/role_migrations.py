@@ -47,8 +47,10 @@ def mark_migration(
     if mark is None:
         mark = KeyMigration(key=key, account=key.account, marked_by=by, marked_at=now)
     if mark.pk and status == MigrationStatus.MIGRATING and mark.status != status:
-        # The owner says the move is not finished after all: verify it again from scratch.
+        # The owner says the move is not finished after all: verify it again from scratch,
+        # counting idle days from this new mark.
         mark.verified_at, mark.verified_by = None, ""
+        mark.marked_at, mark.marked_by = now, by
     mark.status, mark.role_arn, mark.note = status, role_arn, note.strip()
     mark.save()
     record(
