@@ -3,7 +3,19 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from inventory.models import AccessKey, Account, IamUser, KeyObservation, Snapshot
+from inventory.models import (
+    AccessKey,
+    Account,
+    AuditEvent,
+    Finding,
+    IamUser,
+    KeyMigration,
+    KeyObservation,
+    KpiRollup,
+    PolicyException,
+    RotationPolicy,
+    Snapshot,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -124,3 +136,65 @@ class AccessKeyAdmin(ReadOnlyAdmin):
                 for o in rows
             ),
         )
+
+
+@admin.register(RotationPolicy)
+class RotationPolicyAdmin(admin.ModelAdmin):
+    """Admins edit the policy here; every save is validated, audited and re-judges the keys."""
+
+    list_display = ("__str__", "max_age_days", "warn_days", "unused_days", "new_key_grace_days")
+    list_select_related = ("account",)
+
+    def save_model(self, request, obj, form, change):
+        from inventory.services.audit import fields_of
+        from inventory.services.policies import FIELDS, save_policy
+
+        before = None
+        if change:
+            before = fields_of(RotationPolicy.objects.get(pk=obj.pk), FIELDS)
+        save_policy(obj, by=request.user, before=before)
+
+    def has_delete_permission(self, request, obj=None):
+        # The global policy stays; an override can go (the global policy applies again).
+        return obj is None or obj.account_id is not None
+
+    def delete_model(self, request, obj):
+        from inventory.services.policies import delete_override
+
+        delete_override(obj, by=request.user)
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnlyAdmin):
+    list_display = ("key", "account", "kind", "opened_at", "closed_at", "close_reason")
+    list_filter = ("kind", "close_reason", "account")
+    list_select_related = ("key", "account")
+    search_fields = ("key__access_key_id",)
+
+
+@admin.register(PolicyException)
+class PolicyExceptionAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "account", "status", "expires_at", "requested_by", "decided_by")
+    list_filter = ("status", "account")
+    list_select_related = ("account", "requested_by", "decided_by")
+
+
+@admin.register(KeyMigration)
+class KeyMigrationAdmin(ReadOnlyAdmin):
+    list_display = ("key", "status", "role_arn", "marked_by", "marked_at", "verified_at")
+    list_filter = ("status", "verified_by", "account")
+    list_select_related = ("key", "marked_by")
+
+
+@admin.register(KpiRollup)
+class KpiRollupAdmin(ReadOnlyAdmin):
+    list_display = ("day", "scope", "account", "owner", "active_keys", "compliant_keys")
+    list_filter = ("scope",)
+    date_hierarchy = "day"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "actor_name", "action", "object_type", "object_id", "account_id")
+    list_filter = ("action", "object_type")
+    search_fields = ("object_id", "actor_name", "account_id")

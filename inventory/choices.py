@@ -10,3 +10,55 @@ class SnapshotStatus(models.TextChoices):
 class KeyStatus(models.TextChoices):
     ACTIVE = "Active", "Active"
     INACTIVE = "Inactive", "Inactive"
+
+
+class KeyState(models.TextChoices):
+    """Where a key stands against the rotation policy (PRODUCT.md, "Policy and states")."""
+
+    DELETED = "deleted", "Deleted"
+    MIGRATED = "migrated", "Migrated"
+    EXCEPTED = "excepted", "Excepted"
+    INACTIVE = "inactive", "Inactive"
+    OVERDUE = "overdue", "Overdue"
+    UNUSED = "unused", "Unused"
+    DUE_SOON = "due_soon", "Due soon"
+    OK = "ok", "OK"
+
+
+# States that open a finding, and the states an active key may be in and still comply.
+STALE_STATES = frozenset({KeyState.OVERDUE, KeyState.UNUSED})
+COMPLIANT_STATES = frozenset({KeyState.OK, KeyState.DUE_SOON, KeyState.EXCEPTED})
+
+
+class CloseReason(models.TextChoices):
+    DELETED = "deleted", "Key deleted"
+    DEACTIVATED = "deactivated", "Key deactivated"
+    ROTATED = "rotated", "Key rotated"
+    MIGRATED = "migrated", "Migrated to a role"
+    EXCEPTED = "excepted", "Exception approved"
+    USED = "used", "Used again"
+    POLICY = "policy", "Policy changed"
+
+
+class ExceptionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class MigrationStatus(models.TextChoices):
+    MIGRATING = "migrating", "Migrating"
+    MIGRATED = "migrated", "Migrated"
+
+
+class VerifiedBy(models.TextChoices):
+    DELETED = "deleted", "Key deleted"
+    DEACTIVATED = "deactivated", "Key deactivated"
+    UNUSED = "unused", "Not used since the mark"
+
+
+class KpiScope(models.TextChoices):
+    ORG = "org", "Organisation"
+    ACCOUNT = "account", "Account"
+    OWNER = "owner", "Owner"

@@ -8,7 +8,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from inventory.models import Account
-from inventory.services import collection
+from inventory.services import collection, evaluation
 from keygov.cron import previous_fire_time
 
 
@@ -46,3 +46,17 @@ def collect_all_accounts(run_key: str = "") -> str:
     for account_id in ids:
         collect_account.delay(account_id, run_key=run_key)
     return f"slot {run_key}: {len(ids)} account collections queued"
+
+
+@shared_task(
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_jitter=True,
+    max_retries=3,
+)
+def evaluate_all_accounts() -> str:
+    """Daily re-judgement: keys age and exceptions expire between snapshots too."""
+    results = evaluation.evaluate_all_accounts()
+    opened = sum(r.opened for r in results.values())
+    closed = sum(r.closed for r in results.values())
+    return f"{len(results)} accounts evaluated: {opened} findings opened, {closed} closed"

@@ -207,9 +207,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 0.5,
 }
+KEYGOV_EVALUATE_CRON = env_str("KEYGOV_EVALUATE_CRON", "15 0 * * *")
 CELERY_BEAT_SCHEDULE = {
     "collect-all-accounts": {
         "task": "inventory.tasks.collect_all_accounts",
         "schedule": KEYGOV_COLLECT_SCHEDULE,
+    },
+    # Keys age and exceptions expire between snapshots: judge everything again daily.
+    "evaluate-all-accounts": {
+        "task": "inventory.tasks.evaluate_all_accounts",
+        "schedule": parse_cron("KEYGOV_EVALUATE_CRON", KEYGOV_EVALUATE_CRON),
     },
 }

@@ -10,6 +10,8 @@ from django.utils import timezone
 from inventory.aws.collector import AccountInventory
 from inventory.choices import KeyStatus, SnapshotStatus
 from inventory.models import AccessKey, IamUser, KeyObservation, Snapshot
+from inventory.services.evaluation import evaluate_account
+from inventory.services.kpis import roll_up_account
 
 BATCH = 2000
 
@@ -115,18 +117,22 @@ def ingest_inventory(
         deleted=True, deleted_at=seen_at
     )
 
+    # Judge the keys as this snapshot left them, before recording what it saw.
+    evaluation = evaluate_account(account, now=seen_at)
     KeyObservation.objects.bulk_create(
         [
             KeyObservation(
                 key_id=k.pk,
                 snapshot=snapshot,
                 active=k.status == KeyStatus.ACTIVE,
+                state=evaluation.states.get(k.pk, ""),
                 last_used_at=k.last_used_at,
             )
             for k in keys
         ],
         batch_size=BATCH,
     )
+    roll_up_account(account, now=seen_at)
 
     snapshot.status = SnapshotStatus.COMPLETE
     snapshot.phase = ""

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from inventory.choices import KeyStatus, SnapshotStatus
+from inventory.choices import KeyState, KeyStatus, SnapshotStatus
 from inventory.validators import role_arn_account, validate_account_id, validate_role_arn
 
 
@@ -155,6 +155,10 @@ class AccessKey(models.Model):
     last_seen = models.DateTimeField()
     deleted = models.BooleanField(default=False)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set by the policy evaluation (services/evaluation.py) after every snapshot and every change
+    # of policy, exception or migration; "" until the key is first evaluated.
+    state = models.CharField(max_length=8, choices=KeyState.choices, blank=True, db_index=True)
+    state_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created"]
@@ -181,6 +185,8 @@ class KeyObservation(models.Model):
         Snapshot, on_delete=models.CASCADE, related_name="observations", db_index=False
     )
     active = models.BooleanField()
+    # The key's state as evaluated at this snapshot: trends and KPI rebuilds read it from here.
+    state = models.CharField(max_length=8, choices=KeyState.choices, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

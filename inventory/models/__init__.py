@@ -1,0 +1,25 @@
+"""The domain models: the collected inventory and the governance built on it."""
+
+from inventory.models.governance import (
+    AuditEvent,
+    Finding,
+    KeyMigration,
+    KpiRollup,
+    PolicyException,
+    RotationPolicy,
+)
+from inventory.models.inventory import AccessKey, Account, IamUser, KeyObservation, Snapshot
+
+__all__ = [
+    "AccessKey",
+    "Account",
+    "AuditEvent",
+    "Finding",
+    "IamUser",
+    "KeyMigration",
+    "KeyObservation",
+    "KpiRollup",
+    "PolicyException",
+    "RotationPolicy",
+    "Snapshot",
+]
