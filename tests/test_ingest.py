@@ -10,6 +10,7 @@ from django.utils import timezone
 from inventory.aws.collector import AccountInventory, KeyRecord, UserRecord
 from inventory.choices import KeyStatus, SnapshotStatus
 from inventory.models import AccessKey, Account, IamUser, KeyObservation, Snapshot
+from inventory.services import ingest
 from inventory.services.collection import collect_account
 from inventory.services.ingest import SnapshotSuperseded, ingest_inventory, owner_from_tags
 from tests.factories import AccessKeyFactory, AccountFactory, IamUserFactory, SnapshotFactory
@@ -32,8 +33,15 @@ def db_state(account: Account) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("crashing_model", [AccessKey, KeyObservation])
-def test_it_leaves_no_partial_data_when_the_write_crashes(aws, monkeypatch, crashing_model):
+@pytest.mark.parametrize(
+    "crash_point",
+    [
+        pytest.param((AccessKey.objects, "bulk_create"), id="keys"),
+        pytest.param((ingest, "_write_history"), id="history"),
+        pytest.param((ingest, "roll_up_account"), id="rollups"),
+    ],
+)
+def test_it_leaves_no_partial_data_when_the_write_crashes(aws, monkeypatch, crash_point):
     """GIVEN an account collected once, then changed in AWS (a user added, a key deleted, a tag
     changed)
     WHEN the next collection's write crashes after the users were written
@@ -60,7 +68,7 @@ def test_it_leaves_no_partial_data_when_the_write_crashes(aws, monkeypatch, cras
         )
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(crashing_model.objects, "bulk_create", crash)
+    monkeypatch.setattr(*crash_point, crash)
 
     with pytest.raises(RuntimeError, match="disk full"):
         collect_account(account.pk, session=aws)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory.aws.collector import AccountInventory
@@ -34,14 +34,78 @@ def owner_from_tags(tags: Mapping[str, str], tag_keys: Sequence[str]) -> str:
     return ""
 
 
+# Compared with what the database holds: a row is written only when one of these changed.
+USER_FIELDS = ("name", "arn", "path", "created", "tags", "has_password", "is_root", "owner")
+KEY_FIELDS = (
+    "account_id", "user_id", "status", "created", "last_used_at", "last_used_service",
+    "last_used_region", "is_root",
+)  # fmt: skip
+
+
+def _upsert_changed(model, rows: list, existing: dict, key: str, fields, unique_fields) -> None:
+    """Write the rows that are new, changed or coming back from deletion; leave the rest alone
+    (an unchanged account's second snapshot writes no user or key row at all)."""
+    changed = []
+    for row in rows:
+        old = existing.get(getattr(row, key))
+        if old is None or old["deleted"] or any(old[f] != getattr(row, f) for f in fields):
+            changed.append(row)
+        else:
+            row.pk = old["pk"]
+    model.objects.bulk_create(
+        changed,
+        batch_size=BATCH,
+        update_conflicts=True,
+        unique_fields=unique_fields,
+        update_fields=[f.removesuffix("_id") for f in fields] + ["deleted", "deleted_at"],
+    )
+
+
+def _mark_seen_and_gone(model, account, existing: dict, seen: set, seen_at) -> None:
+    """Mark what this complete snapshot no longer contains as deleted; stamp the rest seen."""
+    gone = [old["pk"] for k, old in existing.items() if k not in seen and not old["deleted"]]
+    if gone:
+        model.objects.filter(pk__in=gone).update(deleted=True, deleted_at=seen_at)
+    model.objects.filter(account=account, deleted=False).update(last_seen=seen_at)
+
+
+def _write_history(snapshot: Snapshot, keys: list[AccessKey], states: dict) -> None:
+    """One KeyObservation per key. On Postgres through COPY: the history is the largest table
+    and this insert runs on every snapshot."""
+    rows = [
+        (k.pk, snapshot.pk, k.status == KeyStatus.ACTIVE, states.get(k.pk, ""), k.last_used_at)
+        for k in keys
+    ]
+    if connection.vendor == "postgresql":
+        table = KeyObservation._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                f"COPY {table} (key_id, snapshot_id, active, state, last_used_at) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    KeyObservation.objects.bulk_create(
+        [
+            KeyObservation(
+                key_id=r[0], snapshot_id=r[1], active=r[2], state=r[3], last_used_at=r[4]
+            )
+            for r in rows
+        ],
+        batch_size=BATCH,
+    )
+
+
 @transaction.atomic
 def ingest_inventory(
     snapshot: Snapshot, inventory: AccountInventory, owner_tag_keys: Sequence[str]
 ) -> Snapshot:
-    """Upsert users and keys, mark what the account no longer has as deleted, record history.
+    """Write one complete snapshot: users and keys that are new or changed, deletion marks for
+    what the account no longer has, the policy evaluation, the history and the KPI roll-ups.
 
-    ``snapshot.started_at`` is the time of the observation: everything seen gets it as
-    ``last_seen``; whatever of this account keeps an older ``last_seen`` is gone from AWS.
+    ``snapshot.started_at`` is the time of the observation (``last_seen``, ``deleted_at``).
     """
     seen_at = snapshot.started_at
     account = snapshot.account
@@ -51,6 +115,12 @@ def ingest_inventory(
     ):
         raise SnapshotSuperseded(f"snapshot {snapshot.pk} is no longer running")
 
+    existing_users = {
+        row["user_id"]: row
+        for row in IamUser.objects.filter(account=account).values(
+            "pk", "user_id", "deleted", *USER_FIELDS
+        )
+    }
     users = [
         IamUser(
             account=account,
@@ -70,20 +140,15 @@ def ingest_inventory(
         )
         for u in inventory.users
     ]
-    IamUser.objects.bulk_create(
-        users,
-        batch_size=BATCH,
-        update_conflicts=True,
-        unique_fields=["account", "user_id"],
-        update_fields=[
-            "name", "arn", "path", "created", "tags", "has_password", "is_root", "owner",
-            "last_seen", "deleted", "deleted_at",
-        ],
-    )  # fmt: skip
-    IamUser.objects.filter(account=account, deleted=False, last_seen__lt=seen_at).update(
-        deleted=True, deleted_at=seen_at
-    )
+    _upsert_changed(IamUser, users, existing_users, "user_id", USER_FIELDS, ["account", "user_id"])
+    _mark_seen_and_gone(IamUser, account, existing_users, {u.user_id for u in users}, seen_at)
 
+    existing_keys = {
+        row["access_key_id"]: row
+        for row in AccessKey.objects.filter(account=account).values(
+            "pk", "access_key_id", "deleted", *KEY_FIELDS
+        )
+    }
     user_pk = {u.name: u.pk for u in users}
     keys = [
         AccessKey(
@@ -103,35 +168,12 @@ def ingest_inventory(
         )
         for k in inventory.keys
     ]
-    AccessKey.objects.bulk_create(
-        keys,
-        batch_size=BATCH,
-        update_conflicts=True,
-        unique_fields=["access_key_id"],
-        update_fields=[
-            "account", "user", "status", "created", "last_used_at", "last_used_service",
-            "last_used_region", "is_root", "last_seen", "deleted", "deleted_at",
-        ],
-    )  # fmt: skip
-    AccessKey.objects.filter(account=account, deleted=False, last_seen__lt=seen_at).update(
-        deleted=True, deleted_at=seen_at
-    )
+    _upsert_changed(AccessKey, keys, existing_keys, "access_key_id", KEY_FIELDS, ["access_key_id"])
+    _mark_seen_and_gone(AccessKey, account, existing_keys, {k.access_key_id for k in keys}, seen_at)
 
     # Judge the keys as this snapshot left them, before recording what it saw.
     evaluation = evaluate_account(account, now=seen_at)
-    KeyObservation.objects.bulk_create(
-        [
-            KeyObservation(
-                key_id=k.pk,
-                snapshot=snapshot,
-                active=k.status == KeyStatus.ACTIVE,
-                state=evaluation.states.get(k.pk, ""),
-                last_used_at=k.last_used_at,
-            )
-            for k in keys
-        ],
-        batch_size=BATCH,
-    )
+    _write_history(snapshot, keys, evaluation.states)
     roll_up_account(account, now=seen_at)
 
     snapshot.status = SnapshotStatus.COMPLETE
