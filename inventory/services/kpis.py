@@ -160,10 +160,18 @@ def _user_counts(users_qs, users_group, keys_qs, user_field: str, keys_group) ->
     fields = [user_field] + ([keys_group] if keys_group else [])
     per_user = keys_qs.values(*fields).annotate(n=Count("pk")).order_by()
     out: dict = defaultdict(lambda: {"users_with_active_keys": 0, "users_with_two_active_keys": 0})
-    for row in per_user:
-        counts = out[row[keys_group] if keys_group else None]
-        counts["users_with_active_keys"] += 1
-        counts["users_with_two_active_keys"] += row["n"] >= 2
+    if keys_group is None:
+        # Org-wide or one account: count the per-user groups in SQL (a subquery), rather than
+        # fetch one row per user (tens of thousands in a large organisation).
+        out[None] = per_user.aggregate(
+            users_with_active_keys=Count(user_field),
+            users_with_two_active_keys=Count(user_field, filter=Q(n__gte=2)),
+        )
+    else:
+        for row in per_user:
+            counts = out[row[keys_group]]
+            counts["users_with_active_keys"] += 1
+            counts["users_with_two_active_keys"] += row["n"] >= 2
     for key, row in totals.items():
         out[key]["users"] = row["users"]
     return dict(out)
@@ -266,15 +274,22 @@ def snapshot_counts(snapshot: Snapshot, group: str | None = None) -> dict:
 
 
 def _upsert_org_row(day: date, now: datetime) -> None:
-    """The org row of ``day``: the sum of every account's latest row up to that day."""
-    latest_day = (
-        KpiRollup.objects.filter(scope=KpiScope.ACCOUNT, account=OuterRef("account"), day__lte=day)
-        .order_by("-day")
-        .values("day")[:1]
+    """The org row of ``day``: the sum of every account's latest row up to that day (an account
+    whose collection failed today still counts with its last known figures)."""
+    latest = Account.objects.annotate(
+        rollup=Subquery(
+            KpiRollup.objects.filter(
+                scope=KpiScope.ACCOUNT, account=OuterRef("pk"), owner="", day__lte=day
+            )
+            .order_by("-day")
+            .values("pk")[:1]
+        )
+    ).values("rollup")
+    # One index probe per account (the (scope, account, owner, day) index), not a scan of every
+    # account row of every past day: this runs inside each snapshot's transaction.
+    totals = KpiRollup.objects.filter(pk__in=latest).aggregate(
+        **{f: Coalesce(Sum(f), 0) for f in COUNT_FIELDS}
     )
-    totals = KpiRollup.objects.filter(
-        scope=KpiScope.ACCOUNT, day__lte=day, day=Subquery(latest_day)
-    ).aggregate(**{f: Coalesce(Sum(f), 0) for f in COUNT_FIELDS})
     lookup = {"scope": KpiScope.ORG, "account": None, "owner": "", "day": day}
     values = {**totals, "computed_at": now}
     if KpiRollup.objects.filter(**lookup).update(**values):
