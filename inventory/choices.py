@@ -62,3 +62,18 @@ class KpiScope(models.TextChoices):
     ORG = "org", "Organisation"
     ACCOUNT = "account", "Account"
     OWNER = "owner", "Owner"
+
+
+# KeyObservation stores a key's state as a small integer (2 bytes, not a varchar of up to 9):
+# the history has one row per key per snapshot. These codes are stored; never renumber them.
+STATE_CODES = {
+    "": 0,
+    KeyState.OK: 1,
+    KeyState.DUE_SOON: 2,
+    KeyState.OVERDUE: 3,
+    KeyState.UNUSED: 4,
+    KeyState.EXCEPTED: 5,
+    KeyState.MIGRATED: 6,
+    KeyState.INACTIVE: 7,
+    KeyState.DELETED: 8,
+}

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from inventory.aws.collector import AccountInventory, KeyRecord, UserRecord
-from inventory.choices import KeyStatus, SnapshotStatus
+from inventory.choices import KeyState, KeyStatus, SnapshotStatus
 from inventory.models import AccessKey, Account, IamUser, KeyObservation, Snapshot
 from inventory.services import ingest
 from inventory.services.collection import collect_account
@@ -155,7 +155,44 @@ def test_it_keeps_first_seen_and_moves_last_seen():
     snapshot.refresh_from_db()
     assert snapshot.status == SnapshotStatus.COMPLETE
     assert (snapshot.api_calls, snapshot.key_count, snapshot.active_key_count) == (4, 1, 0)
-    assert KeyObservation.objects.get(snapshot=snapshot).active is False
+    observation = KeyObservation.objects.get(snapshot=snapshot)
+    assert (observation.active, observation.state) == (False, KeyState.INACTIVE)
+
+
+@pytest.mark.django_db
+def test_it_records_each_keys_evaluated_state_in_the_history():
+    """GIVEN an account with a new key, a 100-day-old key and a 60-day-idle key
+    WHEN a snapshot sees them
+    THEN each observation holds the state the evaluation gave the key (written with COPY on
+    Postgres, as a code the field reads back as the state's name)."""
+    now = T0 + timedelta(days=1)
+    account = AccountFactory()
+    new = AccessKeyFactory(account=account, created=now - timedelta(days=3), last_used_at=None)
+    old = AccessKeyFactory(account=account, created=now - timedelta(days=100), last_used_at=now)
+    idle = AccessKeyFactory(
+        account=account,
+        created=now - timedelta(days=70),
+        last_used_at=now - timedelta(days=60),
+    )
+    snapshot = SnapshotFactory(account=account, status=SnapshotStatus.RUNNING, started_at=now)
+    keys = [new, old, idle]
+    inventory = AccountInventory(
+        account_id=account.account_id,
+        report_generated_at=now,
+        users=[user_record(k.user) for k in keys],
+        keys=[key_record(k) for k in keys],
+        api_calls=4,
+    )
+
+    ingest_inventory(snapshot, inventory, OWNER_TAG_KEYS)
+
+    observed = dict(snapshot.observations.values_list("key__access_key_id", "state"))
+    assert observed == {
+        new.access_key_id: KeyState.OK,
+        old.access_key_id: KeyState.OVERDUE,
+        idle.access_key_id: KeyState.UNUSED,
+    }
+    assert snapshot.observations.filter(state__in=[KeyState.OVERDUE, KeyState.UNUSED]).count() == 2
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory.aws.collector import AccountInventory
-from inventory.choices import KeyStatus, SnapshotStatus
+from inventory.choices import STATE_CODES, KeyStatus, SnapshotStatus
 from inventory.models import AccessKey, IamUser, KeyObservation, Snapshot
 from inventory.services.evaluation import evaluate_account
 from inventory.services.kpis import roll_up_account
@@ -78,14 +78,15 @@ def _write_history(snapshot: Snapshot, keys: list[AccessKey], states: dict) -> N
     ]
     if connection.vendor == "postgresql":
         table = KeyObservation._meta.db_table
+        code = STATE_CODES.__getitem__  # COPY writes the column's value: the state's code
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(
                 f"COPY {table} (key_id, snapshot_id, active, state, last_used_at) FROM STDIN"
             ) as copy,
         ):
-            for row in rows:
-                copy.write_row(row)
+            for key_id, snapshot_id, active, state, last_used_at in rows:
+                copy.write_row((key_id, snapshot_id, active, code(state), last_used_at))
         return
     KeyObservation.objects.bulk_create(
         [
