@@ -293,7 +293,7 @@ def _bucket_sql(low: int, high: int | None) -> str:
 ROLLUP_SQL = f"""
 INSERT INTO inventory_kpirollup (
     scope, account_id, owner, day, computed_at, users, users_with_active_keys,
-    users_with_two_active_keys, active_keys, active_key_age_seconds_sum, unowned_keys,
+    users_with_two_active_keys, active_keys, active_key_age_days_sum, unowned_keys,
     compliant_keys, {", ".join(f"state_{s}" for s in STATES)},
     {", ".join(b[0] for b in BUCKETS)},
     findings_closed, findings_closed_seconds_sum, open_findings, migrations_verified_quarter)
@@ -304,8 +304,8 @@ SELECT 'account', k.account_id, '', (k.t AT TIME ZONE 'UTC')::date, k.t,
 FROM (
     SELECT snapshot_id, account_id, t,
            count(*) FILTER (WHERE active) AS active_keys,
-           COALESCE(floor(sum(extract(epoch FROM t - created)) FILTER (WHERE active)), 0)::bigint
-               AS age_sum,
+           COALESCE(sum(GREATEST(floor(extract(epoch FROM t - created) / 86400), 0))
+                    FILTER (WHERE active), 0)::bigint AS age_sum,
            count(*) FILTER (WHERE owner = '') AS unowned,
            count(*) FILTER (WHERE active AND state IN ('ok', 'due_soon', 'excepted')) AS compliant,
            {", ".join(f"count(*) FILTER (WHERE state = '{s}') AS state_{s}" for s in STATES)},

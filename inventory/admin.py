@@ -145,6 +145,10 @@ class RotationPolicyAdmin(admin.ModelAdmin):
     list_display = ("__str__", "max_age_days", "warn_days", "unused_days", "new_key_grace_days")
     list_select_related = ("account",)
 
+    def get_readonly_fields(self, request, obj=None):
+        # A policy keeps its scope: moving it would drop the global policy or an override.
+        return ("account",) if obj is not None else ()
+
     def save_model(self, request, obj, form, change):
         from inventory.services.audit import fields_of
         from inventory.services.policies import FIELDS, save_policy

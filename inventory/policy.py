@@ -34,7 +34,8 @@ class KeyFacts:
 
 def whole_days(start: datetime, end: datetime) -> int:
     """Whole days from ``start`` to ``end``, rounded down (90 days and 10 minutes is 90)."""
-    return (end - start).days
+    # Never negative: a key created while its snapshot was being taken is 0 days old.
+    return max(0, (end - start).days)
 
 
 def age_days(facts: KeyFacts, now: datetime) -> int:
@@ -57,6 +58,9 @@ def key_state(
     """The first matching row of PRODUCT.md's state table wins."""
     if facts.deleted:
         return KeyState.DELETED
+    if facts.is_root and facts.active:
+        # Always critical: no migration mark or exception covers a root-account key.
+        return KeyState.OVERDUE
     if migrated:
         return KeyState.MIGRATED
     if excepted:
@@ -64,7 +68,7 @@ def key_state(
     if not facts.active:
         return KeyState.INACTIVE
     age = age_days(facts, now)
-    if facts.is_root or age > policy.max_age_days:
+    if age > policy.max_age_days:
         return KeyState.OVERDUE
     if age > policy.new_key_grace_days and idle_days(facts, now) > policy.unused_days:
         return KeyState.UNUSED

@@ -57,6 +57,10 @@ def collect_all_accounts(run_key: str = "") -> str:
 def evaluate_all_accounts() -> str:
     """Daily re-judgement: keys age and exceptions expire between snapshots too."""
     results = evaluation.evaluate_all_accounts()
-    opened = sum(r.opened for r in results.values())
-    closed = sum(r.closed for r in results.values())
-    return f"{len(results)} accounts evaluated: {opened} findings opened, {closed} closed"
+    done = [r for r in results.values() if not isinstance(r, Exception)]
+    opened = sum(r.opened for r in done)
+    closed = sum(r.closed for r in done)
+    summary = f"{len(done)} accounts evaluated: {opened} findings opened, {closed} closed"
+    if len(done) < len(results):
+        summary += f"; {len(results) - len(done)} failed (see the log)"
+    return summary

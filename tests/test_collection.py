@@ -6,6 +6,7 @@ Every test builds an AWS Organization in moto whose member accounts are read thr
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -252,6 +253,10 @@ def test_it_marks_deleted_keys_and_users_at_the_next_snapshot(org):
     assert KeyObservation.objects.filter(snapshot=second_prod).count() == 3
 
 
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+    reason="parallel writers need Postgres: SQLite locks the database for each one",
+)
 def test_it_collects_accounts_in_parallel_without_mixing_them(org):
     """GIVEN two accounts
     WHEN they are collected at the same time by two workers (threads, a session each)

@@ -484,3 +484,30 @@ def test_it_uses_the_default_credentials_without_a_role():
     # No AssumeRole: an STS client was never even made.
     assert [service for service, _ in session.made] == ["iam"]
     assert "aws_session_token" not in session.made[0][1]
+
+
+def test_it_keeps_a_known_key_newer_than_a_cached_report(stubbed_iam):
+    """GIVEN a collection that listed build-bot's second key and bob's first, both created after
+    the report AWS still hands back (it caches a report for up to 4 hours)
+    WHEN collecting again with that same report
+    THEN both users' keys are listed again, so neither new key is taken for deleted."""
+    conn, iam = stubbed_iam
+    bot2 = ("AKIABUILDBOT2NEWER08", utc(2024, 12, 1, 6, 30), "Active")
+    bob_key = ("AKIABOBNEWER00000009", utc(2024, 12, 1, 6, 45), "Active")
+    iam.report(row("build-bot", Slot(BOT_KEY[1])), row("bob", password=True))
+    iam.users(["build-bot", "bob"])
+    iam.keys("build-bot", BOT_KEY, bot2)
+    iam.last_used("build-bot", bot2[0], utc(2024, 12, 1, 7), "sts", "eu-central-1")
+    iam.keys("bob", bob_key)
+    iam.last_used("bob", bob_key[0])
+    known = {"build-bot": [BOT_KEY[:2], bot2[:2]], "bob": [bob_key[:2]]}
+
+    inventory = collect_inventory(conn, ACCOUNT, known=known)
+
+    keys = keys_by_id(inventory)
+    assert set(keys) == {BOT_KEY[0], bot2[0], bob_key[0]}
+    assert (keys[bot2[0]].last_used_service, keys[bot2[0]].last_used_region) == (
+        "sts",
+        "eu-central-1",
+    )
+    assert inventory.calls_by_operation["ListAccessKeys"] == 2

@@ -258,3 +258,35 @@ def test_it_lets_only_the_requester_cancel_a_pending_request(alice, approver, ke
         "pending",
         "cancelled",
     )
+
+
+def test_it_refuses_an_exception_for_a_root_key(approver):
+    root = AccessKeyFactory(user=IamUserFactory(is_root=True), is_root=True, created=ago(3))
+    with pytest.raises(GovernanceError, match="Root-account keys cannot be excepted"):
+        request(approver, root)
+    with pytest.raises(GovernanceError, match="root user's keys cannot be excepted"):
+        request(approver, iam_user=root.user)
+    assert not PolicyException.objects.exists()
+
+
+def test_it_refuses_an_exception_for_a_deleted_key(approver, key):
+    AccessKey.objects.filter(pk=key.pk).update(deleted=True)
+    key.refresh_from_db()
+    with pytest.raises(GovernanceError, match="no longer exists"):
+        request(approver, key)
+
+
+def test_it_refuses_an_exception_over_180_days_in_the_database(alice, key):
+    exc = request(alice, key)
+    with pytest.raises(IntegrityError, match="exception_at_most_180_days"), transaction.atomic():
+        PolicyException.objects.filter(pk=exc.pk).update(
+            expires_at=NOW + days(180) + timedelta(seconds=1)
+        )
+    PolicyException.objects.filter(pk=exc.pk).update(expires_at=NOW + days(180))
+
+
+def test_it_audits_the_findings_an_approval_closes_as_the_approver(alice, approver, key):
+    exc = request(alice, key)
+    decide_exception(exc.pk, approver=approver, approve=True, now=NOW)
+    closed = AuditEvent.objects.get(action="finding.close")
+    assert (closed.actor, closed.after["close_reason"]) == (approver, "excepted")

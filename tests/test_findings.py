@@ -244,7 +244,9 @@ def test_it_keeps_one_finding_while_a_key_moves_from_unused_to_overdue(account, 
 def test_it_allows_one_open_finding_per_key_in_the_database(account, users):
     snap(account, users, C + days(91), old_key(used=C + days(91)))
     key = AccessKey.objects.get(access_key_id="AKIAOLD")
-    with pytest.raises(IntegrityError, match="finding_one_open_per_key"), transaction.atomic():
+    # Postgres names the index; SQLite the column of the partial unique index.
+    one_open = "finding_one_open_per_key|UNIQUE constraint failed: inventory_finding.key_id"
+    with pytest.raises(IntegrityError, match=one_open), transaction.atomic():
         Finding.objects.create(key=key, account=account, kind="overdue", opened_at=C + days(92))
     # A closed one next to it is fine.
     Finding.objects.create(
@@ -306,3 +308,48 @@ def test_it_records_since_when_a_key_is_in_its_state(account, users):
     snap(account, users, C + days(91), old_key(used=C + days(91)))
     key.refresh_from_db()
     assert (key.state, key.state_since) == (KeyState.OVERDUE, C + days(91))
+
+
+def test_it_never_judges_an_account_at_an_earlier_moment_than_its_last_evaluation(account, users):
+    """GIVEN the daily pass at C+91d 00:15 opened an overdue finding
+    WHEN a snapshot taken at 00:00 (91 days minus 15 minutes: only 90 days old) is written later
+    THEN the key stays overdue and the finding open: the snapshot is judged at 00:15."""
+    snap(account, users, C + days(89), old_key(used=C + days(89)))
+    evaluate_account(account, C + days(91) + timedelta(minutes=15))
+    [finding] = findings_of("AKIAOLD")
+
+    snap(account, users, C + days(91) - timedelta(minutes=15), old_key(used=C + days(90)))
+
+    assert state_of("AKIAOLD") == KeyState.OVERDUE
+    assert findings_of("AKIAOLD") == [finding]
+    assert Finding.objects.get().closed_at is None
+    account.refresh_from_db()
+    assert account.evaluated_at == C + days(91) + timedelta(minutes=15)
+
+
+def test_it_refuses_a_finding_closed_before_it_opened_in_the_database(account, users):
+    snap(account, users, C + days(91), old_key(used=C + days(91)))
+    finding = Finding.objects.get()
+    with pytest.raises(IntegrityError, match="finding_closed_after_opened"), transaction.atomic():
+        Finding.objects.filter(pk=finding.pk).update(
+            closed_at=finding.opened_at - timedelta(minutes=1), close_reason=CloseReason.DELETED
+        )
+
+
+def test_it_judges_the_other_accounts_when_one_fails_in_the_daily_pass(account, users, monkeypatch):
+    from inventory.services import evaluation
+
+    snap(account, users, C + days(91), old_key(used=C + days(91)))
+    broken = AccountFactory()
+    real = evaluation.evaluate_account
+
+    def evaluate(acct, now=None, actor=None):
+        if acct.pk == broken.pk:
+            raise RuntimeError("disk full")
+        return real(acct, now, actor)
+
+    monkeypatch.setattr(evaluation, "evaluate_account", evaluate)
+    results = evaluation.evaluate_all_accounts(C + days(200))
+
+    assert isinstance(results[broken.account_id], RuntimeError)
+    assert results[account.account_id].keys == 1

@@ -4,6 +4,8 @@ per day and can be rebuilt from the key history."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -356,7 +358,7 @@ def test_it_carries_an_account_forward_in_the_org_row_until_it_reports_again():
     first, second = trend()
     assert first[1].active_keys == 2
     assert second[1].active_keys == 3
-    assert second[1].active_key_age_seconds_sum == (10 + 1 + 19) * 86400
+    assert second[1].active_key_age_days_sum == 10 + 1 + 19
 
 
 def test_it_computes_live_counts_per_owner_in_one_pass(org):
@@ -448,3 +450,66 @@ def test_it_rebuilds_the_rollups_with_the_command():
     call_command("rebuild_kpis", stdout=out)
     assert "6 account-days of roll-ups rebuilt" in out.getvalue()
     assert _all_rows() == live
+
+
+def test_it_averages_key_ages_in_whole_days_as_each_key_page_shows_them():
+    # 10 days 23 hours is 10 days old, 20 days 23 hours is 20: the average is 15, not 15.96.
+    AccessKeyFactory(created=NOW - timedelta(days=10, hours=23))
+    AccessKeyFactory(created=NOW - timedelta(days=20, hours=23))
+    kpis = current_kpis(NOW)
+    assert kpis.active_key_age_days_sum == 30
+    assert kpis.avg_active_key_age_days == 15.0
+
+
+def test_it_counts_a_key_newer_than_the_moment_as_0_days_old_in_the_first_bucket():
+    AccessKeyFactory(created=NOW + timedelta(minutes=5))
+    kpis = current_kpis(NOW)
+    assert (kpis.active_keys, kpis.age_0_30, kpis.avg_active_key_age_days) == (1, 1, 0.0)
+
+
+def test_it_finds_an_owner_whatever_the_case_of_the_e_mail_asked_for(org):
+    assert current_kpis(NOW, owner=ALICE.upper()).counts == current_kpis(NOW, owner=ALICE).counts
+    roll_up_account(org.a, NOW)
+    assert [k.active_keys for _, k in trend(owner=ALICE.upper())] == [
+        k.active_keys for _, k in trend(owner=ALICE)
+    ]
+    assert trend(owner=ALICE)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_loses_no_account_in_the_org_row_when_two_accounts_roll_up_at_once():
+    """GIVEN accounts A and B rolled up, then each gaining a key
+    WHEN both roll up at the same moment, B while A's transaction is still open
+    THEN the org row counts both new keys (B waited for A's row, then summed it)."""
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises every write transaction anyway")
+    a, b = AccessKeyFactory(created=ago(10)), AccessKeyFactory(created=ago(20))
+    roll_up_account(a.account, NOW)
+    roll_up_account(b.account, NOW)
+    AccessKeyFactory(user=a.user, created=ago(1))
+    AccessKeyFactory(user=b.user, created=ago(2))
+    a_written, errors = threading.Event(), []
+
+    def roll_up_a():
+        try:
+            with transaction.atomic():
+                roll_up_account(a.account, NOW)
+                a_written.set()
+                time.sleep(0.5)  # B starts its roll-up while this transaction is open
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            a_written.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=roll_up_a)
+    thread.start()
+    assert a_written.wait(10)
+    roll_up_account(b.account, NOW)
+    thread.join(10)
+
+    assert errors == []
+    org_row = KpiRollup.objects.get(scope=KpiScope.ORG, day=NOW.date())
+    assert org_row.active_keys == 4

@@ -172,3 +172,13 @@ def test_it_refuses_to_delete_the_global_policy():
     with pytest.raises(ValueError, match="global policy cannot be deleted"):
         delete_override(global_policy(), by=person("x", "admin"), now=NOW)
     assert RotationPolicy.objects.filter(account=None).exists()
+
+
+def test_it_refuses_to_move_a_policy_to_another_account():
+    admin = person("admin", "admin")
+    policy = RotationPolicy.objects.get(account=None)
+    before = fields_of(policy, FIELDS)
+    policy.account = AccountFactory()
+    with pytest.raises(ValidationError, match="cannot be changed"):
+        save_policy(policy, by=admin, before=before)
+    assert RotationPolicy.objects.filter(account=None).exists()

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inventory.choices import KeyState
-from inventory.policy import KeyFacts, Policy, deadline, explain_state, key_state, whole_days
+from inventory.policy import (
+    KeyFacts,
+    Policy,
+    age_days,
+    deadline,
+    explain_state,
+    key_state,
+    whole_days,
+)
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 DEFAULT = Policy()  # 90 / 14 / 45 / 7
@@ -184,3 +192,16 @@ def test_it_explains_a_root_key_as_critical():
 def test_it_explains_a_compliant_key_with_its_age_and_last_use():
     text = explain_state(aged(d(12), idle=d(3)), DEFAULT, NOW, KeyState.OK)
     assert text == "12 days old, last used 3 days ago: within the policy."
+
+
+def test_it_keeps_an_active_root_key_overdue_whatever_marks_or_exceptions_say():
+    root = aged(d(5), is_root=True)
+    assert key_state(root, DEFAULT, NOW, excepted=True) == KeyState.OVERDUE
+    assert key_state(root, DEFAULT, NOW, migrated=True) == KeyState.OVERDUE
+
+
+def test_it_counts_a_key_created_after_now_as_0_days_old():
+    # A key created while its snapshot was being taken is newer than the snapshot's moment.
+    future = KeyFacts(active=True, created=NOW + timedelta(minutes=3))
+    assert age_days(future, NOW) == 0
+    assert key_state(future, DEFAULT, NOW) == KeyState.OK

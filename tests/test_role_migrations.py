@@ -279,3 +279,14 @@ def test_it_clears_the_verification_when_a_verified_mark_is_marked_migrating_aga
         "",
     )
     assert state_of(key) != KeyState.MIGRATED
+
+
+def test_it_refuses_to_mark_a_root_key_or_a_deleted_key():
+    admin = person("admin", "admin")
+    root = AccessKeyFactory(user=IamUserFactory(is_root=True), is_root=True, created=ago(3))
+    gone = AccessKeyFactory(deleted=True, created=ago(300))
+    with pytest.raises(GovernanceError, match="Root-account keys cannot be migrated"):
+        mark(root, admin)
+    with pytest.raises(GovernanceError, match="no longer exists"):
+        mark(gone, admin)
+    assert not KeyMigration.objects.exists()

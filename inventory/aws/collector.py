@@ -122,10 +122,15 @@ def _unique_by_created(items: Iterable, created_of: Callable) -> dict[datetime, 
 
 
 def _reuse_known(row: ReportRow, known: Sequence[tuple[str, datetime]]) -> list[KeyRecord] | None:
-    """The row's keys named from known ids, or None when a slot's creation time is new (or two
-    keys share a creation second, so the time alone cannot tell them apart)."""
+    """The row's keys named from known ids, or None when the user's keys must be listed: a
+    slot's creation time is new, two keys share a creation second (the time alone cannot tell
+    them apart), or a known key has no slot. The last happens when the key was deleted, and
+    also when AWS hands back a cached report older than a key that an earlier collection
+    listed: dropping that key would mark it deleted until the report is regenerated."""
     by_created = _unique_by_created(known, lambda k: k[1])
     if len(_unique_by_created(row.slots, lambda s: s.created)) != len(row.slots):
+        return None
+    if len(known) != len(row.slots):
         return None
     keys = []
     for slot in row.slots:
@@ -231,7 +236,7 @@ def collect_inventory(
                 has_password=row.password_enabled if row else False,
             )
         )
-        if row is not None and not row.slots:
+        if row is not None and not row.slots and not known.get(name):
             continue
         reused = _reuse_known(row, known.get(name, ())) if row is not None else None
         if reused is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -113,6 +115,10 @@ class Finding(models.Model):
                 | (Q(closed_at__isnull=False) & ~Q(close_reason="")),
                 name="finding_closed_with_reason",
             ),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(closed_at__gte=F("opened_at")),
+                name="finding_closed_after_opened",
+            ),
         ]
         indexes = [
             models.Index(fields=["closed_at"]),
@@ -172,6 +178,10 @@ class PolicyException(models.Model):
             models.CheckConstraint(
                 condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
                 name="exception_not_self_decided",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__lte=F("requested_at") + timedelta(days=MAX_EXCEPTION_DAYS)),
+                name="exception_at_most_180_days",
             ),
         ]
         indexes = [models.Index(fields=["account", "status", "expires_at"])]
@@ -237,7 +247,8 @@ class KpiRollup(models.Model):
     users_with_active_keys = models.PositiveIntegerField(default=0)
     users_with_two_active_keys = models.PositiveIntegerField(default=0)
     active_keys = models.PositiveIntegerField(default=0)
-    active_key_age_seconds_sum = models.BigIntegerField(default=0)
+    # Sum of the active keys' ages in whole days (rounded down, as everywhere in keygov).
+    active_key_age_days_sum = models.BigIntegerField(default=0)
     unowned_keys = models.PositiveIntegerField(default=0)
     compliant_keys = models.PositiveIntegerField(default=0)
     # Keys (not deleted) per state.

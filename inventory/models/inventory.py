@@ -41,6 +41,9 @@ class Account(models.Model):
     enabled = models.BooleanField(default=True, help_text="Collected on the schedule.")
     # A collection holds the account until this time; another one waits for the lease to end.
     collecting_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The moment the account's keys were last judged. An evaluation never runs at an earlier
+    # moment than this (a snapshot written late must not undo what a later judgement saw).
+    evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

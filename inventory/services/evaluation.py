@@ -6,6 +6,7 @@ exception or migration changes. Idempotent: running it twice at the same ``now``
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ from inventory.models import (
 from inventory.policy import KeyFacts, Policy, key_state, whole_days
 from inventory.services.audit import audit_event
 from inventory.services.kpis import roll_up_account
+
+logger = logging.getLogger(__name__)
 
 KEY_FIELDS = (
     "id", "access_key_id", "user_id", "status", "created", "last_used_at", "deleted", "is_root",
@@ -114,8 +117,18 @@ def _verification(mark: KeyMigration, row: dict, policy: Policy, now: datetime) 
 
 @transaction.atomic
 def evaluate_account(account: Account, now: datetime | None = None, actor=None) -> Evaluation:
-    """Evaluate every key of ``account`` that can still change (deleted keys once)."""
+    """Evaluate every key of ``account`` that can still change (deleted keys once).
+
+    Evaluations of one account are serialised by a lock on its row, and never go back in time:
+    a snapshot that started before the last evaluation is judged at that evaluation's moment,
+    so that it cannot reopen what was closed or close a finding before it opened."""
     now = now or timezone.now()
+    locked = Account.objects.select_for_update().only("evaluated_at").get(pk=account.pk)
+    if locked.evaluated_at is not None and locked.evaluated_at > now:
+        now = locked.evaluated_at
+    else:
+        Account.objects.filter(pk=account.pk).update(evaluated_at=now)
+    account.evaluated_at = now
     policy = effective_policy(account)
     result = Evaluation()
     events: list[AuditEvent] = []
@@ -154,7 +167,13 @@ def evaluate_account(account: Account, now: datetime | None = None, actor=None) 
             after = {"status": mark.status, "verified_at": now.isoformat(), "verified_by": how}
             events.append(
                 audit_event(
-                    "migration.verify", mark, before=before, after=after, account_id=acct, at=now
+                    "migration.verify",
+                    mark,
+                    actor=actor,
+                    before=before,
+                    after=after,
+                    account_id=acct,
+                    at=now,
                 )
             )
             result.verified += 1
@@ -192,6 +211,7 @@ def evaluate_account(account: Account, now: datetime | None = None, actor=None) 
                 audit_event(
                     "finding.close",
                     f,
+                    actor=actor,
                     before={"closed_at": None},
                     after={"closed_at": now.isoformat(), "close_reason": reason},
                     account_id=acct,
@@ -203,6 +223,7 @@ def evaluate_account(account: Account, now: datetime | None = None, actor=None) 
             audit_event(
                 "finding.open",
                 f,
+                actor=actor,
                 after={"key": f.key_id, "kind": f.kind, "opened_at": now.isoformat()},
                 account_id=acct,
                 at=now,
@@ -217,13 +238,19 @@ def evaluate_account(account: Account, now: datetime | None = None, actor=None) 
     return result
 
 
-def evaluate_all_accounts(now: datetime | None = None) -> dict[str, Evaluation]:
+def evaluate_all_accounts(now: datetime | None = None) -> dict[str, Evaluation | Exception]:
     """Judge every account again and refresh its roll-ups of the day, each in its own
-    transaction: time passes (keys age, exceptions expire) even when no snapshot comes."""
+    transaction: time passes (keys age, exceptions expire) even when no snapshot comes.
+
+    One account's failure is logged and returned; the others are still judged."""
     now = now or timezone.now()
-    results = {}
+    results: dict[str, Evaluation | Exception] = {}
     for account in Account.objects.all():
-        with transaction.atomic():
-            results[account.account_id] = evaluate_account(account, now)
-            roll_up_account(account, now)
+        try:
+            with transaction.atomic():
+                results[account.account_id] = evaluate_account(account, now)
+                roll_up_account(account, account.evaluated_at or now)
+        except Exception as exc:  # one account's error must not stop the daily pass
+            logger.exception("evaluating account %s failed", account.account_id)
+            results[account.account_id] = exc
     return results

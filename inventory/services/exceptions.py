@@ -35,6 +35,12 @@ def request_exception(
     if key is not None:
         if not can_manage_key(requested_by, key):
             raise NotAllowed("Only the key's owner or an approver can request an exception.")
+        if key.is_root:
+            raise GovernanceError(
+                "Root-account keys cannot be excepted: they are always critical. Delete them."
+            )
+        if key.deleted:
+            raise GovernanceError("This key no longer exists in AWS.")
         account = key.account
     else:
         if not has_role(requested_by, APPROVER) and not (
@@ -43,6 +49,10 @@ def request_exception(
             and iam_user.owner == (requested_by.email or "").lower()
         ):
             raise NotAllowed("Only the user's owner or an approver can request an exception.")
+        if iam_user.is_root:
+            raise GovernanceError(
+                "The root user's keys cannot be excepted: they are always critical."
+            )
         account = iam_user.account
     if not reason.strip():
         raise GovernanceError("Say why the key cannot follow the policy.")
@@ -104,7 +114,7 @@ def decide_exception(
         at=now,
     )
     if approve:
-        evaluate_account(exc.account, now)
+        evaluate_account(exc.account, now, actor=approver)
     return exc
 
 

@@ -11,12 +11,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import (
+    BigIntegerField,
     Count,
+    DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
+    Func,
+    IntegerField,
     OuterRef,
     Q,
     Subquery,
@@ -59,7 +63,7 @@ STATE_FIELDS = {
 }
 COUNT_FIELDS = (
     "users", "users_with_active_keys", "users_with_two_active_keys", "active_keys",
-    "active_key_age_seconds_sum", "unowned_keys", "compliant_keys", *STATE_FIELDS.values(),
+    "active_key_age_days_sum", "unowned_keys", "compliant_keys", *STATE_FIELDS.values(),
     *(b[0] for b in AGE_BUCKETS), "findings_closed", "findings_closed_seconds_sum",
     "open_findings", "migrations_verified_quarter",
 )  # fmt: skip
@@ -85,7 +89,7 @@ class Kpis:
     @property
     def avg_active_key_age_days(self) -> float | None:
         n = self.counts["active_keys"]
-        return self.counts["active_key_age_seconds_sum"] / n / 86400 if n else None
+        return self.counts["active_key_age_days_sum"] / n if n else None
 
     @property
     def mttr_days(self) -> float | None:
@@ -128,53 +132,93 @@ def _grouped(qs, group: str | None, aggregates: dict) -> dict:
     return {row.pop(group): row for row in qs.values(group).annotate(**aggregates).order_by()}
 
 
+class WholeDays(Func):
+    """Whole days from ``start`` to ``end`` in SQL, rounded down and never below 0: the age of
+    a key exactly as ``inventory.policy.whole_days`` counts it."""
+
+    output_field = IntegerField()
+
+    def __init__(self, end, start, **extra):
+        super().__init__(end, start, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # The embedded default counts whole seconds; sub-second parts do not matter there. A
+        # literal % is written %% in a query that also carries %s placeholders.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="MAX((CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)) / 86400, 0)",
+            arg_joiner=") AS INTEGER) - CAST(strftime('%%s', ",
+            **extra_context,
+        )
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(
+            compiler,
+            connection,
+            template="GREATEST(FLOOR(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400), 0)::integer",
+            arg_joiner=" - ",
+            **extra_context,
+        )
+
+
 def _key_counts(qs, now: datetime, prefix: str, active: Q, group: str | None) -> dict:
     """Per-key counts over ``qs`` (current keys, or one snapshot's observations)."""
     created = f"{prefix}created"
-    age = ExpressionWrapper(Value(now) - F(created), output_field=DurationField())
+    age = WholeDays(Value(now, output_field=DateTimeField()), F(created))
     aggregates = {
         "active_keys": Count("pk", filter=active),
-        "active_key_age": Sum(age, filter=active),
+        "active_key_age_days_sum": Coalesce(
+            Sum(age, filter=active), 0, output_field=BigIntegerField()
+        ),
         "compliant_keys": Count("pk", filter=active & Q(state__in=COMPLIANT_STATES)),
         "unowned_keys": Count("pk", filter=Q(**{f"{prefix}user__owner": ""})),
     }
     for state, name in STATE_FIELDS.items():
         aggregates[name] = Count("pk", filter=Q(state=state))
     for name, low, high in AGE_BUCKETS:
-        # age >= d  <=>  created <= now - d days (ages are whole days, rounded down)
-        in_bucket = Q(**{f"{created}__lte": now - timedelta(days=low)})
+        # age >= d  <=>  created <= now - d days (ages are whole days, rounded down); the first
+        # bucket has no lower bound, so that a key newer than ``now`` counts as 0 days old.
+        in_bucket = Q(**{f"{created}__lte": now - timedelta(days=low)}) if low else Q()
         if high is not None:
             in_bucket &= Q(**{f"{created}__gt": now - timedelta(days=high + 1)})
         aggregates[name] = Count("pk", filter=active & in_bucket)
-    out = {}
-    for key, row in _grouped(qs, group, aggregates).items():
-        row["active_key_age_seconds_sum"] = _seconds(row.pop("active_key_age"))
-        out[key] = row
-    return out
+    return _grouped(qs, group, aggregates)
 
 
-def _user_counts(users_qs, users_group, keys_qs, user_field: str, keys_group) -> dict:
+def _user_counts(users_qs, users_group, keys_qs, user_field: str) -> dict:
     """Users (root excluded) and those holding one or two active keys (``keys_qs`` holds the
-    active keys of non-root users)."""
-    totals = _grouped(users_qs, users_group, {"users": Count("pk")})
-    fields = [user_field] + ([keys_group] if keys_group else [])
-    per_user = keys_qs.values(*fields).annotate(n=Count("pk")).order_by()
-    out: dict = defaultdict(lambda: {"users_with_active_keys": 0, "users_with_two_active_keys": 0})
-    if keys_group is None:
-        # Org-wide or one account: count the per-user groups in SQL (a subquery), rather than
-        # fetch one row per user (tens of thousands in a large organisation).
-        out[None] = per_user.aggregate(
-            users_with_active_keys=Count(user_field),
-            users_with_two_active_keys=Count(user_field, filter=Q(n__gte=2)),
-        )
-    else:
-        for row in per_user:
-            counts = out[row[keys_group]]
-            counts["users_with_active_keys"] += 1
-            counts["users_with_two_active_keys"] += row["n"] >= 2
-    for key, row in totals.items():
-        out[key]["users"] = row["users"]
-    return dict(out)
+    active keys of non-root users; ``user_field`` leads from one of them to its user)."""
+    if users_group is None:
+        # Org-wide or one account: group the keys per user in a subquery and count the groups,
+        # rather than fetch one row per user (tens of thousands in a large organisation).
+        per_user = keys_qs.values(user_field).annotate(n=Count("pk")).order_by()
+        out = {
+            None: per_user.aggregate(
+                users_with_active_keys=Count(user_field),
+                users_with_two_active_keys=Count(user_field, filter=Q(n__gte=2)),
+            )
+        }
+        out[None]["users"] = users_qs.count()
+        return out
+    # Grouped (per owner): each user's number of active keys as a correlated subquery, and the
+    # users counted per group in the same aggregate.
+    active_keys_of_user = (
+        keys_qs.filter(**{user_field: OuterRef("pk")})
+        .order_by()
+        .values(user_field)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return _grouped(
+        users_qs.annotate(n_active=Coalesce(Subquery(active_keys_of_user), 0)),
+        users_group,
+        {
+            "users": Count("pk"),
+            "users_with_active_keys": Count("pk", filter=Q(n_active__gte=1)),
+            "users_with_two_active_keys": Count("pk", filter=Q(n_active__gte=2)),
+        },
+    )
 
 
 def _finding_counts(findings_qs, now: datetime, group: str | None) -> dict:
@@ -229,6 +273,7 @@ def live_counts(
         keys, users = keys.filter(account=account), users.filter(account=account)
         findings, migrations = findings.filter(account=account), migrations.filter(account=account)
     if owner is not None:
+        owner = owner.lower()  # owners are stored lower-cased
         keys, users = keys.filter(user__owner=owner), users.filter(owner=owner)
         findings = findings.filter(key__user__owner=owner)
         migrations = migrations.filter(key__user__owner=owner)
@@ -236,7 +281,7 @@ def live_counts(
     active = Q(status=KeyStatus.ACTIVE)
     return _merge(
         _key_counts(keys, now, "", active, by[0]),
-        _user_counts(users, by[1], keys.filter(active, is_root=False), "user_id", by[0]),
+        _user_counts(users, by[1], keys.filter(active, is_root=False), "user_id"),
         _finding_counts(findings, now, by[2]),
         _migration_counts(migrations, now, by[2]),
     )
@@ -266,16 +311,26 @@ def snapshot_counts(snapshot: Snapshot, group: str | None = None) -> dict:
     return _merge(
         _key_counts(observed, at, "key__", Q(active=True), by[0]),
         _user_counts(
-            users, by[1], observed.filter(active=True, key__is_root=False), "key__user_id", by[0]
+            users, by[1], observed.filter(active=True, key__is_root=False), "key__user_id"
         ),
         _finding_counts(findings, at, by[2]),
         _migration_counts(migrations, at, by[2]),
     )
 
 
+# pg_advisory_xact_lock's first key: the org roll-up of one day (the second key is the day).
+ORG_ROW_LOCK = 0x6B67  # "kg"
+
+
 def _upsert_org_row(day: date, now: datetime) -> None:
     """The org row of ``day``: the sum of every account's latest row up to that day (an account
     whose collection failed today still counts with its last known figures)."""
+    if connection.vendor == "postgresql":
+        # Accounts finish their collections at the same moment: without the lock, two of them
+        # would each sum the other's old row and the later write would lose the earlier one.
+        # Held to the end of the transaction, so the next one sums this one's committed row.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ORG_ROW_LOCK, day.toordinal()])
     latest = Account.objects.annotate(
         rollup=Subquery(
             KpiRollup.objects.filter(
@@ -307,8 +362,8 @@ def write_rollups(
 ) -> None:
     """Replace ``account``'s rows of ``day`` (its own and its owners'), then refresh the org row.
 
-    Only the collection holding the account's lease writes its rows, so delete-and-insert is
-    safe; the org row is shared by every account and is upserted."""
+    The caller holds the account's row lock, so delete-and-insert is safe; the org row is
+    shared by every account and is upserted under a lock of its day."""
     day = day or now.date()
     KpiRollup.objects.filter(account=account, day=day).delete()
     rows = [KpiRollup(scope=KpiScope.ACCOUNT, account=account, day=day, computed_at=now, **counts)]
@@ -321,9 +376,12 @@ def write_rollups(
     _upsert_org_row(day, now)
 
 
+@transaction.atomic
 def roll_up_account(account: Account, now: datetime | None = None) -> None:
     """Store today's roll-ups of ``account`` from its current keys (after an evaluation)."""
     now = now or timezone.now()
+    # One writer of the account's rows at a time (the evaluation takes the same lock).
+    list(Account.objects.select_for_update().filter(pk=account.pk).values_list("pk"))
     counts = live_counts(now, account=account).get(None) or _zero()
     owners = live_counts(now, account=account, group="owner")
     write_rollups(account, {**_zero(), **counts}, owners, now)
@@ -342,7 +400,7 @@ def trend(
     if owner is not None:
         # An owner's keys may sit in several accounts: add their rows up per day.
         per_day = (
-            rows.filter(scope=KpiScope.OWNER, owner=owner)
+            rows.filter(scope=KpiScope.OWNER, owner=owner.lower())
             .values("day")
             .annotate(**{f"sum_{f}": Sum(f) for f in COUNT_FIELDS})
             .order_by("day")

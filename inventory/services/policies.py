@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,6 +23,10 @@ def save_policy(
 
     ``before`` is the audited state before the change (None for a new policy)."""
     now = now or timezone.now()
+    if before is not None and before.get("account") != policy.account_id:
+        # Moving a policy between scopes would silently drop the global policy or an
+        # account's override: delete the override and create another instead.
+        raise ValidationError({"account": "A policy's account cannot be changed."})
     policy.full_clean()
     policy.save()
     record(
@@ -38,7 +43,7 @@ def save_policy(
     else:
         accounts = list(Account.objects.filter(policy_override__isnull=True))
     for account in accounts:
-        evaluate_account(account, now)
+        evaluate_account(account, now, actor=by)
     return policy
 
 
@@ -58,4 +63,4 @@ def delete_override(policy: RotationPolicy, *, by, now: datetime | None = None) 
         at=now,
     )
     policy.delete()
-    evaluate_account(account, now)
+    evaluate_account(account, now, actor=by)

@@ -33,6 +33,12 @@ def mark_migration(
     now = now or timezone.now()
     if not can_manage_key(by, key):
         raise NotAllowed("Only the key's owner or an approver can mark a migration.")
+    if key.is_root:
+        raise GovernanceError(
+            "Root-account keys cannot be migrated to a role: delete them (they are always critical)."
+        )
+    if key.deleted:
+        raise GovernanceError("This key no longer exists in AWS: there is nothing to migrate.")
     if status not in MigrationStatus.values:
         raise GovernanceError(f"Unknown migration status {status!r}.")
     role_arn = role_arn.strip()
@@ -62,7 +68,7 @@ def mark_migration(
         account_id=key.account.account_id,
         at=now,
     )
-    evaluate_account(key.account, now)
+    evaluate_account(key.account, now, actor=by)
     return mark
 
 
@@ -89,5 +95,5 @@ def withdraw_migration(key: AccessKey, *, by, now: datetime | None = None) -> Ke
         account_id=key.account.account_id,
         at=now,
     )
-    evaluate_account(key.account, now)
+    evaluate_account(key.account, now, actor=by)
     return mark
