@@ -97,13 +97,27 @@ class IamUserAdmin(ReadOnlyAdmin):
 @admin.register(AccessKey)
 class AccessKeyAdmin(ReadOnlyAdmin):
     list_display = (
-        "access_key_id", "user_name", "account", "owner", "status", "age_days", "last_used_at",
-        "last_used_service", "deleted",
+        "access_key_id", "user_name", "account", "owner", "status", "state", "flags", "age_days",
+        "last_used_at", "last_used_service", "deleted",
     )  # fmt: skip
-    list_filter = ("status", "deleted", "is_root", "account")
+    list_filter = ("state", "status", "deleted", "is_root", "account")
     list_select_related = ("user", "account")
     search_fields = ("access_key_id", "user__name", "user__owner")
     readonly_fields = ("history",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_flags()
+
+    @admin.display(description="flags")
+    def flags(self, obj):
+        flags = []
+        if obj.is_root and obj.is_active:
+            flags.append("root key")
+        if getattr(obj, "two_active_keys", False):
+            flags.append("user has two active keys")
+        if getattr(obj, "unowned", False):
+            flags.append("unowned")
+        return ", ".join(flags)
 
     @admin.display(description="user", ordering="user__name")
     def user_name(self, obj):

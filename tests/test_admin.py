@@ -145,3 +145,12 @@ def test_it_says_so_when_the_task_queue_is_down(staff, monkeypatch):
     assert response.status_code == 200
     assert b"The task queue is unavailable, try again later" in response.content
     assert not Snapshot.objects.filter(account=account).exists()
+
+
+def test_it_flags_a_user_with_two_active_keys_and_an_unowned_key_in_the_key_list(staff):
+    first = AccessKeyFactory(user__owner="")
+    AccessKeyFactory(user=first.user, account=first.account)
+
+    response = staff.get(reverse("admin:inventory_accesskey_changelist"))
+
+    assert response.content.count(b"user has two active keys, unowned") == 2

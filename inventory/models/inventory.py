@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from inventory.choices import KeyState, KeyStatus, SnapshotStatus
 from inventory.models.fields import KeyStateCodeField
@@ -147,8 +148,35 @@ class IamUser(models.Model):
         return self.name
 
 
+class AccessKeyQuerySet(models.QuerySet):
+    def with_flags(self) -> AccessKeyQuerySet:
+        """Each key with the flags that go beside its state: ``user_active_keys`` (how many
+        active keys its IAM user holds), ``two_active_keys`` (that user holds two: one of them
+        should go) and ``unowned`` (the user carries no owner tag). Two subqueries, whatever
+        the number of rows."""
+        active_of_user = (
+            AccessKey.objects.filter(
+                user=OuterRef("user"), status=KeyStatus.ACTIVE, deleted=False
+            )
+            .order_by()
+            .values("user")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return self.annotate(
+            user_active_keys=Coalesce(Subquery(active_of_user), 0),
+            two_active_keys=ExpressionWrapper(
+                Q(user_active_keys__gte=2, status=KeyStatus.ACTIVE, deleted=False),
+                output_field=BooleanField(),
+            ),
+            unowned=ExpressionWrapper(Q(user__owner=""), output_field=BooleanField()),
+        )
+
+
 class AccessKey(models.Model):
     """A long-term access key. Root-account keys, whose ids AWS never reveals, get a stand-in id."""
+
+    objects = AccessKeyQuerySet.as_manager()
 
     # 4-byte ids, as Snapshot's: the key history stores this id in every row.
     id = models.AutoField(primary_key=True)
