@@ -155,9 +155,7 @@ class AccessKeyQuerySet(models.QuerySet):
         should go) and ``unowned`` (the user carries no owner tag). Two subqueries, whatever
         the number of rows."""
         active_of_user = (
-            AccessKey.objects.filter(
-                user=OuterRef("user"), status=KeyStatus.ACTIVE, deleted=False
-            )
+            AccessKey.objects.filter(user=OuterRef("user"), status=KeyStatus.ACTIVE, deleted=False)
             .order_by()
             .values("user")
             .annotate(n=Count("pk"))
@@ -175,8 +173,6 @@ class AccessKeyQuerySet(models.QuerySet):
 
 class AccessKey(models.Model):
     """A long-term access key. Root-account keys, whose ids AWS never reveals, get a stand-in id."""
-
-    objects = AccessKeyQuerySet.as_manager()
 
     # 4-byte ids, as Snapshot's: the key history stores this id in every row.
     id = models.AutoField(primary_key=True)
@@ -198,6 +194,8 @@ class AccessKey(models.Model):
     # of policy, exception or migration; "" until the key is first evaluated.
     state = models.CharField(max_length=8, choices=KeyState.choices, blank=True, db_index=True)
     state_since = models.DateTimeField(null=True, blank=True)
+
+    objects = AccessKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["created"]
