@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -11,20 +13,32 @@ from inventory.models import Account
 from inventory.services import collection, evaluation
 from keygov.cron import previous_fire_time
 
+# How often a scheduled slot waits for a collection that holds its account (a run of another
+# slot, a manual run, or a dead worker's run whose lease has not expired yet).
+LEASE_WAITS = 3
+# A worker's clock a little behind beat's must still name the slot beat fired.
+SLOT_CLOCK_TOLERANCE = timedelta(seconds=60)
+
 
 @shared_task(
+    bind=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=5,
     retry_jitter=True,
     max_retries=3,
 )
-def collect_account(account_id: int, run_key: str = "") -> str:
+def collect_account(self, account_id: int, run_key: str = "") -> str:
     try:
         snapshot = collection.collect_account(account_id, run_key=run_key)
     except Account.DoesNotExist:
         # Deleted between the fan-out and this run: nothing to collect.
         return f"account {account_id}: no longer exists"
     if snapshot is None:
+        wait = collection.lease_wait(account_id, run_key)
+        if wait is not None and self.request.retries < LEASE_WAITS:
+            # The slot is not collected and someone holds the account, perhaps a worker that
+            # died mid-run (its message came back to us): try again once its lease is over.
+            raise self.retry(countdown=wait + 5, max_retries=LEASE_WAITS)
         return f"account {account_id}: skipped (already collected or in progress)"
     summary = (
         f"account {snapshot.account.account_id}: {snapshot.status}, {snapshot.user_count} users, "
@@ -40,7 +54,9 @@ def collect_all_accounts(run_key: str = "") -> str:
     """Fan out one collection per enabled account, all tagged with the schedule's current slot so
     that a second delivery (or a second beat) yields no second snapshot."""
     if not run_key:
-        slot = previous_fire_time(settings.KEYGOV_COLLECT_SCHEDULE, timezone.now())
+        slot = previous_fire_time(
+            settings.KEYGOV_COLLECT_SCHEDULE, timezone.now() + SLOT_CLOCK_TOLERANCE
+        )
         run_key = slot.strftime("%Y-%m-%dT%H:%MZ")
     ids = list(Account.objects.filter(enabled=True).values_list("pk", flat=True))
     for account_id in ids:

@@ -7,6 +7,7 @@ person can act on (Healthchecks' ``envbool``/``envint`` pattern).
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -32,7 +33,9 @@ def env_bool(name: str, default: bool = False) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -42,6 +45,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at most {maximum}")
     return value
 
 
@@ -54,6 +59,14 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
         if raw.strip().lower() == choice.lower():
             return choice
     raise ImproperlyConfigured(f"{name}={raw!r} is not one of {', '.join(choices)}")
+
+
+def env_match(name: str, default: str, pattern: str, what: str) -> str:
+    """A string that must match ``pattern`` entirely; ``what`` says in the error what it is."""
+    value = env_str(name, default) or default
+    if not re.fullmatch(pattern, value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not {what}")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:

@@ -14,12 +14,24 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from keygov.cron import parse_cron
-from keygov.env import env_bool, env_choice, env_int, env_list, env_str
+from keygov.env import env_bool, env_choice, env_int, env_list, env_match, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("KEYGOV_DATA_DIR") or BASE_DIR / "var")
 
 DEBUG = env_bool("KEYGOV_DEBUG", False)
+
+
+def _data_dir() -> Path:
+    """The data directory, created when missing (the embedded default keeps its files there)."""
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"KEYGOV_DATA_DIR={str(DATA_DIR)!r} is not a directory keygov can create "
+            f"({exc.strerror})"
+        ) from None
+    return DATA_DIR
 
 
 def _secret_key() -> str:
@@ -29,12 +41,17 @@ def _secret_key() -> str:
         if len(key) < 32:
             raise ImproperlyConfigured("KEYGOV_SECRET_KEY must be at least 32 characters long")
         return key
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    path = _data_dir() / "secret_key"
+    try:
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(50))
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"KEYGOV_DATA_DIR={str(DATA_DIR)!r}: cannot keep the secret key there "
+            f"({exc.strerror}); make it writable or set KEYGOV_SECRET_KEY"
+        ) from None
 
 
 SECRET_KEY = _secret_key()
@@ -87,8 +104,7 @@ TEMPLATES = [
 def _database() -> dict:
     url = env_str("DATABASE_URL")
     if not url:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{DATA_DIR / 'keygov.sqlite3'}"
+        url = f"sqlite:///{_data_dir() / 'keygov.sqlite3'}"
     try:
         config = dj_database_url.parse(url, conn_max_age=env_int("KEYGOV_DB_CONN_MAX_AGE", 60))
     except ValueError as exc:
@@ -146,14 +162,22 @@ KEYGOV_OWNER_TAG_KEYS = env_list(
     "KEYGOV_OWNER_TAG_KEYS", "owner,Owner,OwnerEmail,owner_email,OwnerContact"
 )
 # Region for the STS and IAM endpoints (IAM is global; STS is regional).
-KEYGOV_AWS_REGION = env_str("KEYGOV_AWS_REGION", "us-east-1")
+KEYGOV_AWS_REGION = env_match(
+    "KEYGOV_AWS_REGION", "us-east-1", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1"
+)
 # Attempts per AWS call, first try included, in botocore's "standard" retry mode.
 KEYGOV_AWS_MAX_ATTEMPTS = env_int("KEYGOV_AWS_MAX_ATTEMPTS", 10, minimum=1)
 # Concurrent ListAccessKeys calls within one account. IAM throttles per account: keep it small.
 KEYGOV_AWS_CONCURRENCY = env_int("KEYGOV_AWS_CONCURRENCY", 4, minimum=1)
 # How long to wait for AWS to generate a credential report.
 KEYGOV_REPORT_TIMEOUT = env_int("KEYGOV_REPORT_TIMEOUT", 300, minimum=1)
-KEYGOV_ASSUME_ROLE_SESSION_NAME = env_str("KEYGOV_ASSUME_ROLE_SESSION_NAME", "keygov")
+# AssumeRole's RoleSessionName: 2 to 64 of letters, digits and +=,.@_-
+KEYGOV_ASSUME_ROLE_SESSION_NAME = env_match(
+    "KEYGOV_ASSUME_ROLE_SESSION_NAME",
+    "keygov",
+    r"[\w+=,.@-]{2,64}",
+    "a role session name (2 to 64 of letters, digits and +=,.@_-)",
+)
 
 # --- Celery ---------------------------------------------------------------------------------
 
@@ -162,7 +186,8 @@ KEYGOV_COLLECT_CRON = env_str("KEYGOV_COLLECT_CRON", "0 */6 * * *")
 KEYGOV_COLLECT_SCHEDULE = parse_cron("KEYGOV_COLLECT_CRON", KEYGOV_COLLECT_CRON)
 # Hard limit of one account's collection; the account's collection lease lasts a little longer,
 # and the broker redelivers an unacknowledged task only after a longer visibility timeout.
-KEYGOV_COLLECT_TIME_LIMIT = env_int("KEYGOV_COLLECT_TIME_LIMIT", 1800, minimum=60)
+# At most an hour: the read role's session (AssumeRole DurationSeconds) lasts one hour.
+KEYGOV_COLLECT_TIME_LIMIT = env_int("KEYGOV_COLLECT_TIME_LIMIT", 1800, minimum=60, maximum=3600)
 KEYGOV_COLLECT_LEASE = KEYGOV_COLLECT_TIME_LIMIT + 60
 KEYGOV_BROKER_VISIBILITY_TIMEOUT = env_int(
     "KEYGOV_BROKER_VISIBILITY_TIMEOUT", 2 * KEYGOV_COLLECT_TIME_LIMIT, minimum=60

@@ -169,6 +169,7 @@ def test_it_imports_the_active_accounts_of_every_page():
     active WHEN importing THEN the active accounts exist with the role to read them through,
     the known one is updated, and the others are reported as skipped."""
     Account.objects.create(account_id="222233334444", name="old name")
+    Account.objects.create(account_id="333344445555", name="suspended since")
     org = client("organizations")
     with Stubber(org) as stubber:
         stub_three_pages(stubber)
@@ -183,9 +184,12 @@ def test_it_imports_the_active_accounts_of_every_page():
     assert sorted(a.account_id for a in result.created) == [MANAGEMENT, "555566667777"]
     assert [a.account_id for a in result.updated] == ["222233334444"]
     assert result.skipped == ["333344445555 (suspended)", "444455556666 (pending_closure)"]
+    assert [a.account_id for a in result.disabled] == ["333344445555"]
+    assert not Account.objects.get(account_id="333344445555").enabled
     assert set(Account.objects.values_list("account_id", flat=True)) == {
         MANAGEMENT,
         "222233334444",
+        "333344445555",
         "555566667777",
     }
     prod = Account.objects.get(account_id="222233334444")

@@ -511,3 +511,32 @@ def test_it_keeps_a_known_key_newer_than_a_cached_report(stubbed_iam):
         "eu-central-1",
     )
     assert inventory.calls_by_operation["ListAccessKeys"] == 2
+
+
+def test_it_leaves_out_a_user_or_key_deleted_while_the_collection_runs(stubbed_iam):
+    """GIVEN erin deleted between the user listing and her ListAccessKeys, and dave's key
+    deleted between his ListAccessKeys and its GetAccessKeyLastUsed
+    WHEN collecting THEN the account still completes, without erin and without dave's key."""
+    conn, iam = stubbed_iam
+    iam.report(row("bob", password=True))
+    iam.users(["bob", "dave", "erin"])
+    iam.keys("dave", DAVE_KEY)
+    iam.stubber.add_client_error(
+        "get_access_key_last_used",
+        service_error_code="NoSuchEntity",
+        service_message=f"The Access Key with id {DAVE_KEY[0]} cannot be found.",
+        http_status_code=404,
+        expected_params={"AccessKeyId": DAVE_KEY[0]},
+    )
+    iam.stubber.add_client_error(
+        "list_access_keys",
+        service_error_code="NoSuchEntity",
+        service_message="The user with name erin cannot be found.",
+        http_status_code=404,
+        expected_params={"UserName": "erin"},
+    )
+
+    inventory = collect_inventory(conn, ACCOUNT)
+
+    assert [u.name for u in inventory.users] == ["bob", "dave"]
+    assert inventory.keys == []

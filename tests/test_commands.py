@@ -150,6 +150,10 @@ def test_it_imports_the_organizations_accounts_with_the_read_role(aws_everywhere
     assert Account.objects.count() == 3
     assert set(Account.objects.values_list("external_id", flat=True)) == {"Y"}
 
+    run("import_accounts", "--role-name", "KeygovRead")  # no --external-id: each keeps its own
+
+    assert set(Account.objects.values_list("external_id", flat=True)) == {"Y"}
+
 
 def test_it_collects_the_imported_accounts(aws_everywhere):
     ids = create_organization(aws_everywhere, "prod")

@@ -32,7 +32,8 @@ def start(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         for k, v in os.environ.items()
         if not k.startswith(("KEYGOV_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))
     }
-    clean.update(DJANGO_SETTINGS_MODULE="keygov.settings", KEYGOV_DATA_DIR=str(tmp_path), **env)
+    clean.update({"DJANGO_SETTINGS_MODULE": "keygov.settings", "KEYGOV_DATA_DIR": str(tmp_path)})
+    clean.update(env)
     return subprocess.run(
         [sys.executable, *args],
         cwd=REPO,
@@ -109,6 +110,17 @@ def test_it_reads_values_written_loosely(tmp_path):
         ("DATABASE_URL", "nonsense://", "DATABASE_URL is not a usable database URL"),
         ("DATABASE_URL", "postgres://u@h:port/db", "DATABASE_URL is not a usable database URL"),
         ("KEYGOV_LOG_LEVEL", "verbose", "KEYGOV_LOG_LEVEL='verbose' is not one of DEBUG, INFO"),
+        ("KEYGOV_AWS_REGION", "Frankfurt", "KEYGOV_AWS_REGION='Frankfurt' is not an AWS region"),
+        (
+            "KEYGOV_ASSUME_ROLE_SESSION_NAME",
+            "key gov",
+            "KEYGOV_ASSUME_ROLE_SESSION_NAME='key gov' is not a role session name",
+        ),
+        (
+            "KEYGOV_COLLECT_TIME_LIMIT",
+            "7200",
+            "KEYGOV_COLLECT_TIME_LIMIT='7200' must be at most 3600",
+        ),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(tmp_path, variable, value, message):
@@ -119,6 +131,18 @@ def test_it_stops_start_up_on_a_bad_value_naming_the_variable(tmp_path, variable
     # The last line of the output is the one a person reads: it names the variable.
     assert message in last_line(run.stderr), run.stderr
     assert "ImproperlyConfigured" in last_line(run.stderr)
+
+
+def test_it_stops_start_up_on_a_data_directory_it_cannot_create(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    run = start(
+        tmp_path, "-c", "import django; django.setup()", KEYGOV_DATA_DIR=str(blocker / "var")
+    )
+
+    assert run.returncode != 0
+    assert "KEYGOV_DATA_DIR=" in last_line(run.stderr), run.stderr
+    assert "is not a directory keygov can create" in last_line(run.stderr)
 
 
 def test_it_stops_manage_py_on_a_bad_value(tmp_path):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.db import connections
+from django.utils import timezone
 
 from inventory import tasks
 from inventory.choices import SnapshotStatus
@@ -124,6 +125,109 @@ def test_it_reports_a_failed_collection_in_the_task_summary(aws_everywhere):
 
     assert summary.startswith(f"account {ids['prod']}: failed")
     assert "AssumeRole failed: AccessDenied: nope" in summary
+
+
+@pytest.mark.django_db
+def test_it_names_the_slot_beat_fired_from_a_worker_whose_clock_is_a_little_behind(monkeypatch):
+    """GIVEN beat firing the 06:00 slot WHEN the worker's clock reads 05:59:30 THEN the slot
+    is 06:00, not the 00:00 slot that is already collected (which would skip every account)."""
+    AccountFactory()
+    queued = []
+    monkeypatch.setattr(tasks.collect_account, "delay", lambda *a, **kw: queued.append(kw))
+
+    with time_machine.travel(datetime(2026, 5, 4, 5, 59, 30, tzinfo=UTC), tick=False):
+        tasks.collect_all_accounts.apply().get()
+
+    assert queued == [{"run_key": SLOT}]
+
+
+@pytest.mark.django_db
+def test_it_waits_for_the_lease_when_a_dead_run_holds_the_account_of_a_slot(monkeypatch):
+    """GIVEN a slot whose worker was killed mid-run (its message comes back; the dead run's
+    lease still holds the account for 20 minutes)
+    WHEN the redelivered message runs
+    THEN it asks to run again once the lease is over, rather than drop the slot."""
+    from celery.exceptions import Retry
+
+    from inventory.services.collection import start_snapshot
+
+    account = AccountFactory()
+    start_snapshot(account, run_key=SLOT)
+    Account.objects.filter(pk=account.pk).update(
+        collecting_until=timezone.now() + timedelta(minutes=20)
+    )
+    asked = []
+
+    def retry(**kwargs):
+        asked.append(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(tasks.collect_account, "retry", retry)
+    with pytest.raises(Retry):
+        tasks.collect_account.run(account.pk, run_key=SLOT)
+
+    [kwargs] = asked
+    assert 20 * 60 <= kwargs["countdown"] <= 20 * 60 + 5
+    assert kwargs["max_retries"] == tasks.LEASE_WAITS
+
+
+@pytest.mark.django_db
+def test_it_does_not_wait_when_the_slot_is_done_or_the_run_is_manual(monkeypatch):
+    from inventory.services.collection import lease_wait, start_snapshot
+
+    account = AccountFactory()
+    start_snapshot(account)  # a manual run holds the account
+    assert lease_wait(account.pk, "") is None  # a manual request is simply skipped
+    assert lease_wait(account.pk, SLOT) > 0  # the slot has no snapshot yet
+    Snapshot.objects.create(
+        account=account, run_key=SLOT, status=SnapshotStatus.COMPLETE, started_at=timezone.now()
+    )
+    assert lease_wait(account.pk, SLOT) is None
+    Account.objects.filter(pk=account.pk).update(collecting_until=None)
+    assert lease_wait(account.pk, "2026-05-04T12:00Z") is None  # nobody holds it
+
+
+@pytest.mark.django_db
+def test_it_renews_the_lease_of_a_collection_that_is_still_working(settings):
+    """GIVEN a long collection whose lease ends in a minute WHEN it reports its next phase
+    THEN its lease runs a full term from now; a lease another run took over is left alone."""
+    from inventory.services.collection import _renew
+
+    account = AccountFactory()
+    soon = timezone.now() + timedelta(minutes=1)
+    Account.objects.filter(pk=account.pk).update(collecting_until=soon)
+    account.collecting_until = soon
+
+    _renew(account)
+
+    renewed = Account.objects.get(pk=account.pk).collecting_until
+    assert renewed > timezone.now() + timedelta(seconds=settings.KEYGOV_COLLECT_LEASE - 60)
+    assert account.collecting_until == renewed
+    other = timezone.now() + timedelta(hours=2)
+    Account.objects.filter(pk=account.pk).update(collecting_until=other)
+    account.collecting_until = soon  # this run's view: it lost the account
+    _renew(account)
+    assert Account.objects.get(pk=account.pk).collecting_until == other
+
+
+def test_it_configures_celery_so_that_a_lost_worker_or_a_hung_broker_loses_nothing(settings):
+    """Late acks and reject-on-worker-loss bring a killed worker's task back; one message at a
+    time per worker process; the hard limit ends a run before Redis would hand it to another
+    worker; short socket timeouts keep a hung Redis from hanging a web request."""
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_soft_time_limit < conf.task_time_limit
+    visibility = conf.broker_transport_options["visibility_timeout"]
+    assert conf.task_time_limit < settings.KEYGOV_COLLECT_LEASE < visibility
+    assert conf.broker_transport_options["socket_timeout"] <= 5
+    assert conf.broker_transport_options["socket_connect_timeout"] <= 3
+    assert conf.broker_connection_timeout <= 3
+    assert conf.task_publish_retry_policy["max_retries"] <= 1
+    assert (
+        conf.beat_schedule["collect-all-accounts"]["task"] == "inventory.tasks.collect_all_accounts"
+    )
 
 
 # --- a real worker -------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from botocore.exceptions import ClientError
+
 from inventory.aws.connection import AwsConnection
 from inventory.aws.credential_report import (
     CredentialReport,
@@ -156,9 +158,13 @@ def _match_listed(iam, user: str, listed: Iterable[dict], row: ReportRow | None)
             continue
         # Created after the report was generated, or sharing its creation second with the user's
         # other key: the report cannot say when this one was last used; ask for it.
-        last = iam.get_access_key_last_used(AccessKeyId=meta["AccessKeyId"]).get(
-            "AccessKeyLastUsed", {}
-        )
+        try:
+            answer = iam.get_access_key_last_used(AccessKeyId=meta["AccessKeyId"])
+        except ClientError as exc:
+            if _gone(exc):
+                continue  # deleted since it was listed: it is not in the account any more
+            raise
+        last = answer.get("AccessKeyLastUsed", {})
         keys.append(
             KeyRecord(
                 access_key_id=meta["AccessKeyId"],
@@ -171,6 +177,11 @@ def _match_listed(iam, user: str, listed: Iterable[dict], row: ReportRow | None)
             )
         )
     return keys
+
+
+def _gone(exc: ClientError) -> bool:
+    """The user or key was deleted while the collection ran (a busy account changes under it)."""
+    return exc.response.get("Error", {}).get("Code") == "NoSuchEntity"
 
 
 def _clean(value: str) -> str:
@@ -247,13 +258,25 @@ def collect_inventory(
 
     say(f"listing access keys of {len(to_list)} users")
 
-    def keys_of(name: str) -> list[KeyRecord]:
-        return _match_listed(iam, name, list_access_keys(iam, name), rows.get(name))
+    def keys_of(name: str) -> list[KeyRecord] | None:
+        try:
+            listed = list_access_keys(iam, name)
+        except ClientError as exc:
+            if _gone(exc):
+                return None  # deleted since the user listing
+            raise
+        return _match_listed(iam, name, listed, rows.get(name))
 
     # IAM throttles per account: a few calls in flight at most; accounts run in parallel instead.
+    gone: set[str] = set()
     with ThreadPoolExecutor(max_workers=conn.settings.concurrency) as pool:
-        for keys in pool.map(keys_of, to_list):
-            inventory.keys.extend(keys)
+        for name, keys in zip(to_list, pool.map(keys_of, to_list), strict=True):
+            if keys is None:
+                gone.add(name)
+            else:
+                inventory.keys.extend(keys)
+    if gone:
+        inventory.users = [u for u in inventory.users if u.name not in gone]
 
     inventory.api_calls = conn.api_calls
     inventory.calls_by_operation = dict(conn.counter.by_operation)

@@ -106,6 +106,35 @@ def start_snapshot(account: Account, *, run_key: str = "", now: datetime | None 
     return snapshot
 
 
+def lease_wait(account_id: int, run_key: str, now: datetime | None = None) -> float | None:
+    """Seconds until the collection holding the account lets go, when a scheduled slot that
+    has no complete snapshot yet was skipped because of it; None when there is nothing to wait
+    for (the slot is done, the run was manual, or the account is free)."""
+    now = now or timezone.now()
+    if not run_key:
+        return None
+    if Snapshot.objects.filter(
+        account_id=account_id, run_key=run_key, status=SnapshotStatus.COMPLETE
+    ).exists():
+        return None
+    until = Account.objects.filter(pk=account_id).values_list("collecting_until", flat=True).first()
+    if until is None or until <= now:
+        return None
+    return (until - now).total_seconds()
+
+
+def _renew(account: Account) -> None:
+    """Extend the lease of a collection that is still working (each phase is a heartbeat), so
+    that a long run without a time limit (``manage.py collect``) is not taken for a dead one."""
+    until = timezone.now() + timedelta(seconds=settings.KEYGOV_COLLECT_LEASE)
+    if until <= (account.collecting_until or until):
+        return
+    if Account.objects.filter(pk=account.pk, collecting_until=account.collecting_until).update(
+        collecting_until=until
+    ):
+        account.collecting_until = until
+
+
 def _release(account: Account) -> None:
     Account.objects.filter(pk=account.pk, collecting_until=account.collecting_until).update(
         collecting_until=None
@@ -152,6 +181,7 @@ def collect_account(
         return None
 
     def say(phase: str) -> None:
+        _renew(account)
         Snapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.RUNNING).update(phase=phase)
         if progress:
             progress(phase)

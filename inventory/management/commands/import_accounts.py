@@ -16,7 +16,9 @@ class Command(BaseCommand):
             "--role-name", required=True, help="name of the read role, e.g. KeygovRead"
         )
         parser.add_argument(
-            "--external-id", default="", help="ExternalId the role's trust requires"
+            "--external-id",
+            default=None,
+            help="ExternalId the role's trust requires (omitted: known accounts keep theirs)",
         )
 
     def handle(self, *args, role_name, external_id, **options):
@@ -32,6 +34,8 @@ class Command(BaseCommand):
             self.stdout.write(f"updated {account.account_id} {account.name} via {account.role_arn}")
         for skipped in result.skipped:
             self.stdout.write(f"skipped {skipped}")
+        for account in result.disabled:
+            self.stdout.write(f"disabled {account.account_id} {account.name}: no longer active")
         self.stdout.write(
             self.style.SUCCESS(
                 f"{len(result.created)} added, {len(result.updated)} updated, "
