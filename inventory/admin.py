@@ -16,6 +16,7 @@ from inventory.models import (
     RotationPolicy,
     Snapshot,
 )
+from inventory.roles import ADMIN, has_role
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -216,3 +217,14 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("at", "actor_name", "action", "object_type", "object_id", "account_id")
     list_filter = ("action", "object_type")
     search_fields = ("object_id", "actor_name", "account_id")
+
+
+def _admins_only(request) -> bool:
+    """Only the admin role opens the Django admin (PRODUCT.md: accounts, policies, schedules);
+    ``is_staff`` alone is not enough."""
+    return request.user.is_active and has_role(request.user, ADMIN)
+
+
+admin.site.has_permission = _admins_only
+admin.site.site_header = admin.site.site_title = "keygov"
+admin.site.site_url = "/"

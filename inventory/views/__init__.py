@@ -1,0 +1,1 @@
+"""keygov's pages, one module per area; ``base`` holds what they share."""
