@@ -93,9 +93,20 @@ def test_it_seeds_and_collects_a_realistic_organisation():
     assert root_keys.exists()
     assert root_keys.filter(status="Active").exists()
 
-    password = re.search(r"Log in at http://127\.0\.0\.1:8000/admin/ as admin / (\S+)", output)
+    password = re.search(r"Log in at http://127\.0\.0\.1:8000/ as admin / (\S+)", output)
     assert password, output
     assert Client().login(username="admin", password=password.group(1))
+    # One sign-in per role; the owner and the approver own keys of the demo organisation.
+    for username in ("viewer", "owner", "approver"):
+        line = re.search(rf"^  {username} +{username} +(\S+)$", output, re.MULTILINE)
+        assert line, output
+        assert Client().login(username=username, password=password.group(1))
+        user = get_user_model().objects.get(username=username)
+        assert [g.name for g in user.groups.all()] == [username]
+        assert user.email == line.group(1)
+        assert not user.is_staff
+        if username != "viewer":
+            assert IamUser.objects.filter(owner=user.email, access_keys__deleted=False).exists()
 
 
 def test_it_gives_the_same_ids_on_every_run():

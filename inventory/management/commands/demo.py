@@ -9,17 +9,22 @@ import time
 import boto3
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count
 
 from inventory.choices import SnapshotStatus
-from inventory.models import Account
+from inventory.models import Account, IamUser
 from inventory.services.accounts import import_accounts
 from inventory.services.collection import collect_account
 
 ADMIN_USERNAME = "admin"
+# One sign-in per role (PRODUCT.md, "Users and roles"). The owner and the approver own keys in the
+# demo organisation (chosen after the collection), so "My keys" and the key actions show data.
+ROLE_USERS = (("viewer", "viewer"), ("owner", "owner"), ("approver", "approver"))
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
@@ -88,16 +93,21 @@ class Command(BaseCommand):
                 session = boto3.Session()
                 accounts = self._import(demo, session)
                 self._collect(accounts, session)
-                password = self._reset_admin(demo.ADMIN_EMAIL)
+                password = self._reset_users(demo.ADMIN_EMAIL)
                 self.stdout.write(
                     f"Demo ready in {time.monotonic() - started:.1f} s: "
                     f"{len(accounts)} accounts collected."
                 )
                 self.stdout.write(
                     self.style.SUCCESS(
-                        f"Log in at http://{host}:{port}/admin/ as {ADMIN_USERNAME} / {password}"
+                        f"Log in at http://{host}:{port}/ as {ADMIN_USERNAME} / {password}"
                     )
                 )
+                self.stdout.write(
+                    f"One user per role, all with the password {password} (new on every run):"
+                )
+                for username, role, email in self._role_users:
+                    self.stdout.write(f"  {username:<9} {role:<9} {email}")
                 if no_serve:
                     return
                 if settings.REDIS_URL:
@@ -183,12 +193,37 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"the collection of {', '.join(failed)} failed (see above)")
 
-    def _reset_admin(self, email: str) -> str:
-        """Create the superuser 'admin', or give it a new password: printed, never stored."""
+    def _reset_users(self, admin_email: str) -> str:
+        """The superuser 'admin' and one user per role, all with one new password: printed,
+        never stored. The owner and the approver are the two owners of the most keys."""
         password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(username=ADMIN_USERNAME)
-        user.email = email
-        user.is_staff = user.is_superuser = user.is_active = True
-        user.set_password(password)
-        user.save()
+        owners = (
+            IamUser.objects.filter(deleted=False, access_keys__deleted=False)
+            .exclude(owner__in=["", admin_email])
+            # Team mailboxes own service users in the demo; people sign in.
+            .exclude(owner__contains="-team@")
+            .values("owner")
+            .annotate(n=Count("access_keys"))
+            .order_by("-n", "owner")
+            .values_list("owner", flat=True)[:2]
+        )
+        owner_emails = [*owners, "", ""]
+        emails = {"viewer": f"viewer@{_demo_domain(admin_email)}", "owner": owner_emails[0]}
+        emails["approver"] = owner_emails[1]
+        people = [(ADMIN_USERNAME, "admin", admin_email)]
+        people += [(username, role, emails[role]) for username, role in ROLE_USERS]
+        User = get_user_model()
+        for username, role, email in people:
+            user, _ = User.objects.get_or_create(username=username)
+            user.email = email
+            user.is_active = True
+            user.is_staff = user.is_superuser = role == "admin"
+            user.set_password(password)
+            user.save()
+            user.groups.set([Group.objects.get_or_create(name=role)[0]])
+        self._role_users = people
         return password
+
+
+def _demo_domain(email: str) -> str:
+    return email.rpartition("@")[2] or "example.com"
