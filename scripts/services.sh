@@ -4,6 +4,7 @@
 # For a server on this machine (127.0.0.1 / localhost) that is down: start it, after installing
 # Debian's package first when it is missing and we run as root. For anything else, or when a step
 # is not possible, say plainly what is missing and how to start it. Then wait until both answer.
+# Last, Debian's Chromium for the browser tests (installed as root when missing).
 #
 #   DATABASE_URL  default postgres://postgres@127.0.0.1:5432/keygov
 #   REDIS_URL     default redis://127.0.0.1:6379/0
@@ -150,3 +151,18 @@ if ! redis_ready; then
 fi
 wait_for "Redis at $REDIS_HOST:$REDIS_PORT" redis_ready
 say "Redis at $REDIS_HOST:$REDIS_PORT answers"
+
+# --- Chromium, for the browser tests -----------------------------------------------------------
+
+# Playwright drives Debian's Chromium (it cannot download a browser of its own here).
+CHROMIUM=${KEYGOV_CHROMIUM:-/usr/bin/chromium}
+if [[ ! -x $CHROMIUM ]]; then
+    if is_root && command -v apt-get >/dev/null; then
+        apt_install chromium
+    else
+        die "Chromium is missing at $CHROMIUM; the browser tests need it:" \
+            "  sudo apt-get install -y chromium" \
+            "or set KEYGOV_CHROMIUM to a Chromium binary."
+    fi
+fi
+say "Chromium: $("$CHROMIUM" --version 2>/dev/null | head -n 1)"
