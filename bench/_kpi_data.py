@@ -465,6 +465,8 @@ def _governance(inv: Inventory, raw) -> dict:
     """Django users, exceptions and migration marks (a few hundred rows, COPY)."""
     from django.contrib.auth.models import User as DjangoUser
 
+    from inventory.models.governance import MAX_EXCEPTION_DAYS
+
     people = [
         DjangoUser.objects.create(username=f"bench-{n}", email=f"bench-{n}@example.com")
         for n in ("requester", "approver", "owner")
@@ -477,6 +479,8 @@ def _governance(inv: Inventory, raw) -> dict:
 
     def exception(key: Key | None, user: int | None, account: int, status: str, expires: datetime):
         requested = END_TIME - timedelta(days=rnd.uniform(10, 170))
+        # An exception lasts at most MAX_EXCEPTION_DAYS from its request (a check constraint).
+        expires = min(expires, requested + timedelta(days=MAX_EXCEPTION_DAYS))
         decided = status in ("approved", "rejected")
         exceptions.append((
             key.pk if key else None, user, account, "bench: legacy integration", expires, status,
