@@ -9,6 +9,7 @@ from inventory.models.governance import (
     RotationPolicy,
 )
 from inventory.models.inventory import AccessKey, Account, IamUser, KeyObservation, Snapshot
+from inventory.models.requests import KeyRequest, KeyRequestComment, KeyRequestStatus
 
 __all__ = [
     "AccessKey",
@@ -18,6 +19,9 @@ __all__ = [
     "IamUser",
     "KeyMigration",
     "KeyObservation",
+    "KeyRequest",
+    "KeyRequestComment",
+    "KeyRequestStatus",
     "KpiRollup",
     "PolicyException",
     "RotationPolicy",

@@ -194,6 +194,11 @@ class AccessKey(models.Model):
     # of policy, exception or migration; "" until the key is first evaluated.
     state = models.CharField(max_length=8, choices=KeyState.choices, blank=True, db_index=True)
     state_since = models.DateTimeField(null=True, blank=True)
+    # Set at ingest: the key appeared after the account's first complete snapshot without an
+    # approved key request for its user (services/key_requests.py). Cleared when one is linked.
+    unapproved = models.BooleanField(
+        default=False, help_text="Appeared in AWS without an approved key request."
+    )
 
     objects = AccessKeyQuerySet.as_manager()
 
@@ -202,6 +207,9 @@ class AccessKey(models.Model):
         indexes = [
             models.Index(fields=["account", "deleted", "status"]),
             models.Index(fields=["deleted", "status", "created"]),
+            models.Index(
+                fields=["account"], condition=Q(unapproved=True), name="accesskey_unapproved"
+            ),
         ]
 
     def __str__(self) -> str:
