@@ -134,9 +134,7 @@ class KeyRequestComment(models.Model):
     """One message in a request's discussion thread."""
 
     request = models.ForeignKey(KeyRequest, on_delete=models.CASCADE, related_name="comments")
-    author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     at = models.DateTimeField()
     body = models.TextField()
 
