@@ -7,6 +7,7 @@ in-process. ``DATABASE_URL`` and ``REDIS_URL`` switch to Postgres and real Celer
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -185,6 +186,54 @@ KEYGOV_ASSUME_ROLE_SESSION_NAME = env_match(
     "a role session name (2 to 64 of letters, digits and +=,.@_-)",
 )
 
+# --- E-mail, alerts and key usage -----------------------------------------------------------
+
+# SMTP when KEYGOV_SMTP_HOST is set; otherwise messages are printed on the console (embedded default).
+KEYGOV_SMTP_HOST = env_str("KEYGOV_SMTP_HOST")
+if KEYGOV_SMTP_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = KEYGOV_SMTP_HOST
+    EMAIL_PORT = env_int("KEYGOV_SMTP_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("KEYGOV_SMTP_USER")
+    EMAIL_HOST_PASSWORD = env_str("KEYGOV_SMTP_PASSWORD")
+    _smtp_security = env_choice("KEYGOV_SMTP_SECURITY", "starttls", ("starttls", "tls", "none"))
+    EMAIL_USE_TLS = _smtp_security == "starttls"
+    EMAIL_USE_SSL = _smtp_security == "tls"
+    EMAIL_TIMEOUT = 20
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("KEYGOV_FROM_EMAIL", "keygov <keygov@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where people reach keygov: the links in e-mails start with it.
+KEYGOV_BASE_URL = env_match(
+    "KEYGOV_BASE_URL", "http://127.0.0.1:8000", r"https?://[^\s/]+(/\S*)?", "an http(s):// URL"
+)
+# Optional Slack-compatible incoming webhook (https://): a one-line summary of each digest and
+# transition is posted to it.
+KEYGOV_SLACK_WEBHOOK_URL = env_str("KEYGOV_SLACK_WEBHOOK_URL")
+if KEYGOV_SLACK_WEBHOOK_URL and not KEYGOV_SLACK_WEBHOOK_URL.startswith("https://"):
+    raise ImproperlyConfigured("KEYGOV_SLACK_WEBHOOK_URL must be an https:// URL")
+# Owner alerts: days before a key's deadline when its owner is told (each milestone once), and
+# every how many days an overdue key is recalled (0: only once).
+KEYGOV_ALERT_DAYS = env_list("KEYGOV_ALERT_DAYS", "14,7")
+try:
+    KEYGOV_ALERT_DAYS = sorted({int(day) for day in KEYGOV_ALERT_DAYS}, reverse=True)
+except ValueError:
+    raise ImproperlyConfigured(
+        f"KEYGOV_ALERT_DAYS={','.join(KEYGOV_ALERT_DAYS)!r} is not a list of days, e.g. 14,7"
+    ) from None
+if any(day < 1 for day in KEYGOV_ALERT_DAYS):
+    raise ImproperlyConfigured("KEYGOV_ALERT_DAYS: every day must be at least 1")
+KEYGOV_ALERT_OVERDUE_EVERY_DAYS = env_int("KEYGOV_ALERT_OVERDUE_EVERY_DAYS", 7, minimum=0)
+# Regions whose CloudTrail event history "where is it used" searches (plus the key's last-used
+# region from the credential report). IAM and STS record their events in us-east-1.
+KEYGOV_CLOUDTRAIL_REGIONS = env_list("KEYGOV_CLOUDTRAIL_REGIONS", "us-east-1")
+for _region in KEYGOV_CLOUDTRAIL_REGIONS:
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", _region):
+        raise ImproperlyConfigured(
+            f"KEYGOV_CLOUDTRAIL_REGIONS: {_region!r} is not an AWS region such as us-east-1"
+        )
+
 # --- Celery ---------------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
@@ -249,4 +298,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inventory.tasks.evaluate_all_accounts",
         "schedule": parse_cron("KEYGOV_EVALUATE_CRON", KEYGOV_EVALUATE_CRON),
     },
+}
+# Owner and approver digests, after the daily evaluation has judged the keys.
+KEYGOV_ALERT_CRON = env_str("KEYGOV_ALERT_CRON", "0 7 * * *")
+CELERY_BEAT_SCHEDULE["send-owner-alerts"] = {
+    "task": "inventory.tasks.send_owner_alerts",
+    "schedule": parse_cron("KEYGOV_ALERT_CRON", KEYGOV_ALERT_CRON),
 }
