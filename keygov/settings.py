@@ -186,6 +186,32 @@ KEYGOV_ASSUME_ROLE_SESSION_NAME = env_match(
     "a role session name (2 to 64 of letters, digits and +=,.@_-)",
 )
 
+# --- Key requests ---------------------------------------------------------------------------
+
+# Name of the Secrets Manager secret that receives an approved key's secret, in the key's account.
+# Placeholders {account_id}, {user_name}, {request_id}; {request_id} keeps two requests apart.
+KEYGOV_SECRET_NAME_TEMPLATE = env_str(
+    "KEYGOV_SECRET_NAME_TEMPLATE", "keygov/{account_id}/{user_name}/{request_id}"
+)
+try:
+    _secret_sample = KEYGOV_SECRET_NAME_TEMPLATE.format(
+        account_id="123456789012", user_name="u", request_id="1"
+    )
+except (KeyError, IndexError, ValueError) as exc:
+    raise ImproperlyConfigured(
+        f"KEYGOV_SECRET_NAME_TEMPLATE={KEYGOV_SECRET_NAME_TEMPLATE!r} is not a valid template "
+        f"({exc!r}): use only {{account_id}}, {{user_name}} and {{request_id}}"
+    ) from None
+if "{request_id}" not in KEYGOV_SECRET_NAME_TEMPLATE:
+    raise ImproperlyConfigured(
+        "KEYGOV_SECRET_NAME_TEMPLATE must contain {request_id}: each request gets its own secret"
+    )
+# Region of the Secrets Manager secrets (empty: KEYGOV_AWS_REGION).
+KEYGOV_SECRET_REGION = env_match(
+    "KEYGOV_SECRET_REGION", "", r"([a-z]{2}(-[a-z]+)+-\d)?", "an AWS region such as us-east-1"
+) or KEYGOV_AWS_REGION
+
+
 # --- E-mail, alerts and key usage -----------------------------------------------------------
 
 # SMTP when KEYGOV_SMTP_HOST is set; otherwise messages are printed on the console (embedded default).
