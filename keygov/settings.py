@@ -211,7 +211,6 @@ KEYGOV_SECRET_REGION = env_match(
     "KEYGOV_SECRET_REGION", "", r"([a-z]{2}(-[a-z]+)+-\d)?", "an AWS region such as us-east-1"
 ) or KEYGOV_AWS_REGION
 
-
 # --- E-mail, alerts and key usage -----------------------------------------------------------
 
 # SMTP when KEYGOV_SMTP_HOST is set; otherwise messages are printed on the console (embedded default).
