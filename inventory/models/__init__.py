@@ -1,5 +1,6 @@
 """The domain models: the collected inventory and the governance built on it."""
 
+from inventory.models.alerts import AlertRecord, KeyUsageLookup
 from inventory.models.governance import (
     AuditEvent,
     Finding,
@@ -14,6 +15,7 @@ from inventory.models.requests import KeyRequest, KeyRequestComment, KeyRequestS
 __all__ = [
     "AccessKey",
     "Account",
+    "AlertRecord",
     "AuditEvent",
     "Finding",
     "IamUser",
@@ -22,6 +24,7 @@ __all__ = [
     "KeyRequest",
     "KeyRequestComment",
     "KeyRequestStatus",
+    "KeyUsageLookup",
     "KpiRollup",
     "PolicyException",
     "RotationPolicy",
