@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from inventory.choices import KeyState
 from inventory.policy import whole_days
@@ -20,7 +21,7 @@ _LABELS = dict(KeyState.choices)
 def state_badge(state: str) -> str:
     """A state as a coloured badge (colours in static/css/keygov.css)."""
     if not state:
-        return format_html('<span class="badge state-unknown">not judged</span>')
+        return mark_safe('<span class="badge state-unknown">not judged</span>')  # noqa: S308
     return format_html(
         '<span class="badge state-{}">{}</span>', state, _LABELS.get(state, str(state))
     )

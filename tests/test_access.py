@@ -1,0 +1,227 @@
+"""The role matrix: every URL pattern of the project × every kind of visitor → the status each
+must get (PRODUCT.md, "Users and roles"; deny by default).
+
+A URL pattern missing from ``MATRIX`` fails ``test_it_declares_the_access_of_every_url``, so a
+new page cannot land without saying who may use it. The Django admin's many patterns share one
+rule (only the admin role), checked on its index and on every model's list.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from inventory.models import PolicyException
+from inventory.roles import ADMIN, APPROVER, OWNER, VIEWER
+from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
+
+pytestmark = pytest.mark.django_db
+
+VISITORS = ("anonymous", "nobody", VIEWER, OWNER, APPROVER, ADMIN)
+OWNER_EMAIL = "olivia@example.com"
+ROLE_ARN = "arn:aws:iam::111111111111:role/app-runner"
+
+LOGIN = "→login"  # a redirect to the login page, with ?next=
+OK, FOUND, FORBIDDEN, NOT_ALLOWED = 200, 302, 403, 405
+
+
+def _everyone(status):
+    return dict.fromkeys(VISITORS, status)
+
+
+def _from(role: str, allowed, refused=FORBIDDEN) -> dict:
+    """Anonymous visitors go to the login page; signed-in people below ``role`` get
+    ``refused``; ``role`` and above get ``allowed``."""
+    rank = VISITORS.index(role)
+    return {
+        v: LOGIN if v == "anonymous" else (allowed if i >= rank else refused)
+        for i, v in enumerate(VISITORS)
+    }
+
+
+# name → (method, the path's arguments from the world, POST data, status per visitor)
+MATRIX = {
+    "login": ("GET", None, None, _everyone(OK)),
+    "logout": ("POST", None, None, _everyone(FOUND)),
+    "inventory:health": ("GET", None, None, _everyone(OK)),
+    "inventory:overview": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:accesskey_list": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:accesskey_detail": ("GET", "own_key", None, _from(VIEWER, OK)),
+    # Owners act on their own keys only (the world's owner owns own_key); approvers on any.
+    "inventory:accesskey_migration": (
+        "POST",
+        "own_key",
+        {"status": "migrating", "role_arn": ROLE_ARN, "note": "moving to ECS"},
+        _from(OWNER, FOUND),
+    ),
+    "inventory:accesskey_migration_withdraw": ("POST", "marked_key", {}, _from(OWNER, FOUND)),
+    "inventory:accesskey_exception": ("GET", "own_key", None, _from(OWNER, OK)),
+    "inventory:mine": ("GET", None, None, _from(OWNER, OK)),
+    "inventory:account_list": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:account_detail": ("GET", "account", None, _from(VIEWER, OK)),
+    "inventory:account_collect": ("POST", "account", {}, _from(ADMIN, FOUND)),
+    "inventory:account_progress": ("GET", "account", None, _from(VIEWER, OK)),
+    "inventory:finding_list": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:exception_list": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:exception_decide": (
+        "POST",
+        "exception",
+        {"decision": "approve", "comment": "ok"},
+        _from(APPROVER, FOUND),
+    ),
+    "inventory:exception_cancel": ("POST", "exception", {}, _from(OWNER, FOUND)),
+    "inventory:audit_list": ("GET", None, None, _from(VIEWER, OK)),
+}
+
+# Actions on a key someone else owns: an owner is refused, an approver is not.
+OTHERS_KEY = {
+    "inventory:accesskey_migration": (
+        "POST",
+        {"status": "migrating", "role_arn": ROLE_ARN},
+        {OWNER: FORBIDDEN, APPROVER: FOUND},
+    ),
+    "inventory:accesskey_exception": ("GET", None, {OWNER: FORBIDDEN, APPROVER: OK}),
+}
+
+
+def _patterns(resolver: URLResolver, namespace: str = "") -> list[str]:
+    names = []
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            names += _patterns(entry, inner)
+        elif isinstance(entry, URLPattern):
+            names.append(f"{namespace}{entry.name or f'<unnamed {entry.pattern}>'}")
+    return names
+
+
+def test_it_declares_the_access_of_every_url():
+    undeclared = [
+        name
+        for name in _patterns(get_resolver())
+        if name not in MATRIX and not name.startswith("admin:")
+    ]
+    assert not undeclared, f"add these URL patterns to tests/test_access.py's MATRIX: {undeclared}"
+
+
+@pytest.fixture
+def world():
+    """An account with a key owned by the world's owner (one marked migrating, one owned by
+    someone else), a pending exception requested by the owner, and one person per visitor."""
+    people = {
+        "nobody": person("nobody"),  # signed in, but no role
+        VIEWER: person("vic", VIEWER),
+        OWNER: person("olivia", OWNER, email=OWNER_EMAIL),
+        APPROVER: person("april", APPROVER),
+        ADMIN: person("adam", ADMIN),
+    }
+    account = AccountFactory(account_id="111111111111", name="prod")
+    mine = IamUserFactory(account=account, name="app", owner=OWNER_EMAIL)
+    own_key = AccessKeyFactory(user=mine, access_key_id="AKIAOWNEDBYOLIVIA001")
+    marked_key = AccessKeyFactory(user=mine, access_key_id="AKIAOWNEDBYOLIVIA002")
+    marked_key.migrations.create(
+        account=account,
+        status="migrating",
+        role_arn=ROLE_ARN,
+        marked_by=people[OWNER],
+        marked_at=timezone.now(),
+    )
+    theirs = IamUserFactory(account=account, name="batch", owner="someone@example.com")
+    others_key = AccessKeyFactory(user=theirs, access_key_id="AKIAOWNEDBYSOMEONE01")
+    now = timezone.now()
+    exception = PolicyException.objects.create(
+        key=own_key,
+        account=account,
+        reason="vendor appliance cannot assume roles",
+        expires_at=now + timedelta(days=30),
+        requested_by=people[OWNER],
+        requested_at=now,
+    )
+    args = {
+        "own_key": [own_key.access_key_id],
+        "marked_key": [marked_key.access_key_id],
+        "others_key": [others_key.access_key_id],
+        "account": [account.account_id],
+        "exception": [exception.pk],
+    }
+    return people, args
+
+
+def _request(client, people, visitor, method, path, data):
+    if visitor != "anonymous":
+        client.force_login(people[visitor])
+    # "Collect now" must not reach a broker or AWS here: the queueing is what is checked.
+    with mock.patch("inventory.tasks.collect_account.delay"):
+        if method == "GET":
+            return client.get(path)
+        return client.post(path, data or {})
+
+
+def _check(response, expected, path):
+    if expected == LOGIN:
+        assert response.status_code == FOUND, response.status_code
+        assert response["Location"].startswith(reverse("login") + "?next="), response["Location"]
+    else:
+        assert response.status_code == expected, (path, response.status_code)
+
+
+@pytest.mark.parametrize("visitor", VISITORS)
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_it_gives_each_visitor_the_declared_status(client, world, name, visitor):
+    people, args = world
+    method, arg, data, statuses = MATRIX[name]
+    path = reverse(name, args=args[arg] if arg else None)
+
+    response = _request(client, people, visitor, method, path, data)
+
+    _check(response, statuses[visitor], path)
+
+
+@pytest.mark.parametrize("visitor", [OWNER, APPROVER])
+@pytest.mark.parametrize("name", sorted(OTHERS_KEY))
+def test_it_lets_only_approvers_act_on_keys_of_other_owners(client, world, name, visitor):
+    people, args = world
+    method, data, statuses = OTHERS_KEY[name]
+    path = reverse(name, args=args["others_key"])
+
+    response = _request(client, people, visitor, method, path, data)
+
+    _check(response, statuses[visitor], path)
+
+
+@pytest.mark.parametrize("visitor", VISITORS)
+def test_it_opens_the_django_admin_to_the_admin_role_only(client, world, visitor):
+    people, _ = world
+    if visitor != "anonymous":
+        client.force_login(people[visitor])
+    paths = [reverse("admin:index")] + [
+        reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist")
+        for m in admin.site._registry
+    ]
+    for path in paths:
+        response = client.get(path)
+        if visitor == ADMIN:
+            assert response.status_code == OK, path
+        else:
+            # A login page: for a signed-in person without the admin role, the admin's own,
+            # which tells them they lack access.
+            logins = [reverse("admin:login")]
+            if visitor == "anonymous":
+                logins.append(reverse("login"))
+            assert response.status_code == FOUND, path
+            assert response["Location"].startswith(tuple(f"{u}?next=" for u in logins)), path
+
+
+@pytest.mark.parametrize("name", ["inventory:accesskey_detail", "inventory:account_detail"])
+def test_it_answers_404_for_objects_that_do_not_exist(client, world, name):
+    people, _ = world
+    client.force_login(people[VIEWER])
+
+    response = client.get(reverse(name, args=["AKIADOESNOTEXIST0000"]))
+
+    assert response.status_code == 404
