@@ -1,4 +1,4 @@
-"""The role matrix: every URL pattern of the project × every kind of visitor → the status each
+"""The role matrix: every URL pattern of the project by every kind of visitor → the status each
 must get (PRODUCT.md, "Users and roles"; deny by default).
 
 A URL pattern missing from ``MATRIX`` fails ``test_it_declares_the_access_of_every_url``, so a
