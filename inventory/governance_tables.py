@@ -18,11 +18,12 @@ from django import forms
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Q
+from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from inventory.choices import CloseReason, ExceptionStatus, KeyState
@@ -31,6 +32,7 @@ from inventory.models import (
     Account,
     AuditEvent,
     Finding,
+    IamUser,
     KeyMigration,
     PolicyException,
 )
@@ -127,7 +129,8 @@ class FindingFilterSet(BootstrapFilterSet):
         empty_label="Any kind",
     )
     account = django_filters.ModelChoiceFilter(
-        queryset=Account.objects.order_by("name", "account_id"), empty_label="All accounts"
+        queryset=Account.objects.only("pk", "account_id", "name").order_by("name", "account_id"),
+        empty_label="All accounts",
     )
     owner = django_filters.CharFilter(method="filter_owner", label="Owner")
     close_reason = django_filters.ChoiceFilter(
@@ -211,7 +214,7 @@ class FindingTable(tables.Table):
         return account_cell(record.account)
 
     def render_owner(self, value):
-        return value or format_html('<span class="text-body-secondary">unowned</span>')
+        return value or mark_safe('<span class="text-body-secondary">unowned</span>')
 
     def render_kind(self, record):
         return state_badge(record.kind)
@@ -221,7 +224,7 @@ class FindingTable(tables.Table):
 
     def render_closed_at(self, value):
         if value is None:
-            return format_html('<span class="badge text-bg-warning">open</span>')
+            return mark_safe('<span class="badge text-bg-warning">open</span>')
         return utc_time(value)
 
     def render_duration(self, record):
@@ -276,7 +279,8 @@ LIVE_STATUSES = (ExceptionStatus.PENDING, ExceptionStatus.APPROVED)
 class ExceptionFilterSet(BootstrapFilterSet):
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
     account = django_filters.ModelChoiceFilter(
-        queryset=Account.objects.order_by("name", "account_id"), empty_label="All accounts"
+        queryset=Account.objects.only("pk", "account_id", "name").order_by("name", "account_id"),
+        empty_label="All accounts",
     )
     expiring_within = django_filters.NumberFilter(
         label="Expiring within (days)", method="filter_expiring", min_value=0, max_value=3650
@@ -386,7 +390,11 @@ class ExceptionTable(tables.Table):
         text = expiry_text(record.expires_at, self.now)
         css = "text-danger" if text == "expired" else "text-body-secondary"
         return format_html(
-            '{}<div class="small {}">{}</div>', utc_time(record.expires_at), css, text
+            '<time datetime="{}">{}</time><div class="small {}">{}</div>',
+            iso(record.expires_at),
+            utc(record.expires_at),
+            css,
+            text,
         )
 
     def render_requested(self, record):
@@ -398,7 +406,7 @@ class ExceptionTable(tables.Table):
 
     def render_decided(self, record):
         if record.decided_by_id is None:
-            return format_html('<span class="text-body-secondary">—</span>')
+            return mark_safe('<span class="text-body-secondary">—</span>')
         comment = (
             format_html(
                 '<div class="small fst-italic">“{}”</div>', _short(record.decision_comment, 60)
@@ -488,9 +496,10 @@ class AuditFilterSet(BootstrapFilterSet):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         fields = self.form.fields
-        fields["action"].choices = [("", "Any action"), *((a, a) for a in audit_actions())]
-        fields["actor"].choices = [("", "Anyone"), *actor_choices()]
-        fields["account_id"].choices = [("", "All accounts"), *account_choices()]
+        # The fields add their empty label ("Any action", ...) themselves.
+        fields["action"].choices = [(a, a) for a in audit_actions()]
+        fields["actor"].choices = actor_choices()
+        fields["account_id"].choices = account_choices()
         fields["object"].widget.attrs["placeholder"] = "Key id or object id"
 
     def filter_actor(self, queryset, name, value):
@@ -525,20 +534,26 @@ class AuditFilterSet(BootstrapFilterSet):
         return queryset.filter(trail)
 
 
-# Audited objects that belong to one key: how to find that key's id from the object's pk.
-KEY_OF = {
+# What an audited object's pk stands for, read for a page's rows in one query: the key an
+# object belongs to (a key, a finding, an exception, a migration mark), or an IAM user's name.
+NAME_OF = {
     AccessKey._meta.model_name: (AccessKey, "access_key_id"),
     Finding._meta.model_name: (Finding, "key__access_key_id"),
     PolicyException._meta.model_name: (PolicyException, "key__access_key_id"),
     KeyMigration._meta.model_name: (KeyMigration, "key__access_key_id"),
+    IamUser._meta.model_name: (IamUser, "name"),
 }
+KEY_TYPES = frozenset(NAME_OF) - {IamUser._meta.model_name}
 OBJECT_LABELS = {
     "accesskey": "key",
     "finding": "finding",
     "policyexception": "exception",
     "keymigration": "migration",
     "rotationpolicy": "policy",
+    "iamuser": "IAM user",
 }
+# Audited fields that hold the pk of an object NAME_OF names.
+REF_FIELDS = {"key": AccessKey._meta.model_name, "iam_user": IamUser._meta.model_name}
 # Audited fields that hold a person's id: shown as the username.
 USER_FIELDS = frozenset(
     {"requested_by", "decided_by", "marked_by", "withdrawn_by", "actor", "approved_by"}
@@ -560,22 +575,6 @@ def changes(before: dict | None, after: dict | None) -> list[tuple[str, Any, Any
     return out
 
 
-def _show(value: Any, field: str, users: dict[int, str]) -> str:
-    """One audited value as a person reads it."""
-    if value is None or value == "":
-        return "—"
-    if field in USER_FIELDS and isinstance(value, int):
-        return users.get(value, f"user #{value}")
-    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
-        try:
-            return utc(datetime.fromisoformat(value))
-        except ValueError:
-            pass
-    if isinstance(value, dict | list):
-        value = json.dumps(value, sort_keys=True)
-    return str(value)
-
-
 class AuditTable(tables.Table):
     # Only the time sorts: ``at`` is indexed, the other columns are not (the log is huge).
     at = tables.Column("When", order_by=("at", "id"))
@@ -595,43 +594,71 @@ class AuditTable(tables.Table):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.key_ids: dict[tuple[str, str], str] = {}
+        # (object type, pk as text) -> AccessKeyId or IAM user name; person id -> username.
+        self.names: dict[tuple[str, str], str] = {}
         self.usernames: dict[int, str] = {}
 
     def before_render(self, request):
-        """Resolve what the page's rows point at: one query per kind of object, one for
+        """Resolve what the page's rows point at: one query for every kind of object, one for
         people, whatever the number of rows."""
         page = getattr(self, "page", None)
-        records = list(page.object_list.data) if page else []
-        self.resolve(records)
+        self.resolve(list(page.object_list.data) if page else [])
 
     def resolve(self, records: list[AuditEvent]) -> None:
-        by_type: dict[str, set[int]] = {}
+        wanted: dict[str, set[int]] = {}
         user_ids: set[int] = set()
         for event in records:
-            if event.object_type in KEY_OF and event.object_id.isdigit():
-                by_type.setdefault(event.object_type, set()).add(int(event.object_id))
+            if event.object_type in NAME_OF and event.object_id.isdigit():
+                wanted.setdefault(event.object_type, set()).add(int(event.object_id))
             for side in (event.before, event.after):
-                if isinstance(side, dict):
-                    user_ids.update(
-                        v for k, v in side.items() if k in USER_FIELDS and isinstance(v, int)
-                    )
-        for object_type, pks in by_type.items():
-            model, path = KEY_OF[object_type]
-            for pk, access_key_id in model.objects.filter(pk__in=pks).values_list("pk", path):
-                if access_key_id:
-                    self.key_ids[(object_type, str(pk))] = access_key_id
+                for field, value in side.items() if isinstance(side, dict) else ():
+                    if not isinstance(value, int):
+                        continue
+                    if field in USER_FIELDS:
+                        user_ids.add(value)
+                    elif field in REF_FIELDS:
+                        wanted.setdefault(REF_FIELDS[field], set()).add(value)
+        parts = [
+            NAME_OF[object_type][0]
+            .objects.filter(pk__in=pks)
+            .order_by()
+            .annotate(t=Value(object_type, output_field=CharField()))
+            .values_list("t", "pk", NAME_OF[object_type][1])
+            for object_type, pks in wanted.items()
+        ]
+        if parts:
+            for object_type, pk, name in parts[0].union(*parts[1:], all=True):
+                if name:
+                    self.names[(object_type, str(pk))] = name
         if user_ids:
             self.usernames = dict(
                 get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")
             )
+
+    def show(self, field: str, value: Any) -> str:
+        """One audited value as a person reads it: people by username, keys by AccessKeyId,
+        IAM users by name, times in UTC."""
+        if value is None or value == "":
+            return "—"
+        if isinstance(value, int) and field in USER_FIELDS:
+            return self.usernames.get(value, f"user #{value}")
+        if isinstance(value, int) and field in REF_FIELDS:
+            return self.names.get((REF_FIELDS[field], str(value)), f"#{value}")
+        if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+            try:
+                return utc(datetime.fromisoformat(value))
+            except ValueError:
+                pass
+        if isinstance(value, dict | list):
+            return json.dumps(value, sort_keys=True)
+        return str(value)
 
     def render_at(self, value):
         return utc_time(value)
 
     def render_actor_name(self, record):
         if record.actor_id is None and record.actor_name == SYSTEM:
-            return format_html('<span class="text-body-secondary">system</span>')
+            return mark_safe('<span class="text-body-secondary">system</span>')
         return record.actor_name
 
     def render_action(self, value):
@@ -639,13 +666,16 @@ class AuditTable(tables.Table):
 
     def render_object(self, record):
         label = OBJECT_LABELS.get(record.object_type, record.object_type)
-        key = self.key_ids.get((record.object_type, record.object_id))
-        if record.object_type == AccessKey._meta.model_name and key:
-            return key_link(key)
-        text = format_html("{} #{}", label, record.object_id)
-        if key:
-            return format_html('{}<div class="small">key {}</div>', text, key_link(key))
-        return text
+        name = self.names.get((record.object_type, record.object_id))
+        if name is None:
+            return format_html("{} #{}", label, record.object_id)
+        if record.object_type == AccessKey._meta.model_name:
+            return key_link(name)
+        if record.object_type in KEY_TYPES:
+            return format_html(
+                '{} #{}<div class="small">key {}</div>', label, record.object_id, key_link(name)
+            )
+        return format_html("{} {}", label, name)
 
     def render_account_id(self, value):
         if not value:
@@ -659,22 +689,18 @@ class AuditTable(tables.Table):
     def render_change(self, record):
         rows = changes(record.before, record.after)
         if not rows:
-            return format_html('<span class="text-body-secondary">—</span>')
+            return mark_safe('<span class="text-body-secondary">—</span>')
         items = []
         for field, old, new, created in rows:
             if created:
-                items.append((field, format_html("{}", _show(new, field, self.usernames))))
+                text = format_html("{}", self.show(field, new))
             else:
-                items.append(
-                    (
-                        field,
-                        format_html(
-                            '{} <span aria-label="changed to">→</span> {}',
-                            _show(old, field, self.usernames),
-                            _show(new, field, self.usernames),
-                        ),
-                    )
+                text = format_html(
+                    '{} <span aria-label="changed to">→</span> {}',
+                    self.show(field, old),
+                    self.show(field, new),
                 )
+            items.append((field.replace("_", " "), text))
         return format_html(
             '<ul class="list-unstyled mb-0 small">{}</ul>',
             format_html_join("", '<li><span class="text-body-secondary">{}:</span> {}</li>', items),

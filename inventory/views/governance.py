@@ -41,13 +41,13 @@ class FindingListView(GovernanceListView):
     queryset = (
         Finding.objects.select_related("key__user", "account")
         .annotate(
-            is_open=ExpressionWrapper(Q(closed_at__isnull=True), output_field=BooleanField()),
+            open_first=ExpressionWrapper(Q(closed_at__isnull=True), output_field=BooleanField()),
             duration=ExpressionWrapper(
                 Coalesce(F("closed_at"), Now()) - F("opened_at"), output_field=DurationField()
             ),
         )
         # Open first, newest first.
-        .order_by("-is_open", "-opened_at", "-pk")
+        .order_by("-open_first", "-opened_at", "-pk")
     )
     filterset_class = FindingFilterSet
     table_class = FindingTable
