@@ -19,6 +19,7 @@ def keygov(request) -> dict:
         ("Accounts", reverse("inventory:account_list"), VIEWER),
         ("Findings", reverse("inventory:finding_list"), VIEWER),
         ("Exceptions", reverse("inventory:exception_list"), VIEWER),
+        ("Requests", reverse("inventory:keyrequest_list"), VIEWER),
         ("Audit", reverse("inventory:audit_list"), VIEWER),
         ("Admin", reverse("admin:index"), ADMIN),
     ]

@@ -80,3 +80,18 @@ def evaluate_all_accounts() -> str:
     if len(done) < len(results):
         summary += f"; {len(results) - len(done)} failed (see the log)"
     return summary
+
+
+@shared_task(
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_jitter=True,
+    max_retries=3,
+)
+def fulfil_key_request(request_id: int) -> str:
+    """Create an approved key through the account's write role (services/key_requests.py).
+    Idempotent: a redelivered task finds the request fulfilled, failed or claimed, and stops.
+    The summary names the key id, never its secret."""
+    from inventory.services import key_requests
+
+    return key_requests.fulfil_request(request_id)

@@ -4,6 +4,7 @@ declares the lowest role that may use it (tests/test_access.py walks them all)."
 from django.urls import path
 
 from inventory.views import accounts, governance, health, keys, overview
+from inventory.views import requests as request_views
 
 app_name = "inventory"
 
@@ -31,6 +32,14 @@ urlpatterns = [
     path("exceptions/<int:pk>/decide/", governance.decide_exception, name="exception_decide"),
     path("exceptions/<int:pk>/cancel/", governance.cancel_exception, name="exception_cancel"),
     path("audit/", governance.AuditListView.as_view(), name="audit_list"),
+    # Key requests
+    path("requests/", request_views.KeyRequestListView.as_view(), name="keyrequest_list"),
+    path("requests/new/", request_views.create, name="keyrequest_create"),
+    path("requests/<int:pk>/", request_views.detail, name="keyrequest_detail"),
+    path("requests/<int:pk>/decide/", request_views.decide, name="keyrequest_decide"),
+    path("requests/<int:pk>/cancel/", request_views.cancel, name="keyrequest_cancel"),
+    path("requests/<int:pk>/comment/", request_views.comment, name="keyrequest_comment"),
+    path("requests/<int:pk>/retry/", request_views.retry, name="keyrequest_retry"),
     # For load balancers: no login.
     path("health/", health.health, name="health"),
 ]

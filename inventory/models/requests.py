@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.urls import reverse
 
 
 class KeyRequestStatus(models.TextChoices):
@@ -122,8 +123,21 @@ class KeyRequest(models.Model):
             models.Index(fields=["iam_user", "status"]),
         ]
 
+    # Bootstrap badge classes of the states (pages and tables).
+    STATUS_CSS = {
+        KeyRequestStatus.PENDING: "text-bg-warning",
+        KeyRequestStatus.APPROVED: "text-bg-primary",
+        KeyRequestStatus.REJECTED: "text-bg-danger",
+        KeyRequestStatus.CANCELLED: "text-bg-secondary",
+        KeyRequestStatus.FULFILLED: "text-bg-success",
+        KeyRequestStatus.FAILED: "text-bg-danger",
+    }
+
     def __str__(self) -> str:
-        return f"key request #{self.pk} for {self.iam_user_id} ({self.status})"
+        return f"Key request #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("inventory:keyrequest_detail", args=[self.pk])
 
     @property
     def is_open(self) -> bool:

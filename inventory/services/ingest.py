@@ -11,6 +11,7 @@ from inventory.aws.collector import AccountInventory
 from inventory.choices import STATE_CODES, KeyStatus, SnapshotStatus
 from inventory.models import AccessKey, IamUser, KeyObservation, Snapshot
 from inventory.services.evaluation import evaluate_account
+from inventory.services.key_requests import link_snapshot_keys
 from inventory.services.kpis import roll_up_account
 
 BATCH = 2000
@@ -171,6 +172,9 @@ def ingest_inventory(
     ]
     _upsert_changed(AccessKey, keys, existing_keys, "access_key_id", KEY_FIELDS, ["access_key_id"])
     _mark_seen_and_gone(AccessKey, account, existing_keys, {k.access_key_id for k in keys}, seen_at)
+    # Key requests: a read-only account's approved request is fulfilled by its user's new key;
+    # a new key without one is flagged unapproved.
+    link_snapshot_keys(snapshot, keys, {k.access_key_id for k in keys} - existing_keys.keys())
 
     # Judge the keys as this snapshot left them, before recording what it saw.
     evaluation = evaluate_account(account, now=seen_at)
