@@ -95,3 +95,30 @@ def fulfil_key_request(request_id: int) -> str:
     from inventory.services import key_requests
 
     return key_requests.fulfil_request(request_id)
+
+
+@shared_task(
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_jitter=True,
+    max_retries=3,
+)
+def send_owner_alerts() -> str:
+    """The daily digests: owners, approvers, and admins for keys nobody can be mailed about."""
+    from inventory.services import alerts
+
+    return alerts.send_alerts().summary()
+
+
+@shared_task
+def lookup_key_usage(key_id: int) -> str:
+    """Run the CloudTrail lookup that the key page started for ``key_id`` (AccessKey.pk)."""
+    from inventory.services import usage
+
+    lookup = usage.pending_lookup(key_id)
+    if lookup is None:
+        return f"key {key_id}: no lookup waiting (already running or done)"
+    lookup = usage.run_lookup(lookup.pk)
+    if lookup.error:
+        return f"key {key_id}: {lookup.status} ({lookup.error})"
+    return f"key {key_id}: {lookup.status}, {(lookup.summary or {}).get('events', 0)} events"
