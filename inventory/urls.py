@@ -5,6 +5,7 @@ from django.urls import path
 
 from inventory.views import accounts, governance, health, keys, overview
 from inventory.views import requests as request_views
+from inventory.views import usage as usage_views
 
 app_name = "inventory"
 
@@ -20,6 +21,12 @@ urlpatterns = [
         name="accesskey_migration_withdraw",
     ),
     path("keys/<str:access_key_id>/exception/", keys.request_exception, name="accesskey_exception"),
+    path("keys/<str:access_key_id>/usage/", usage_views.start_lookup, name="accesskey_usage"),
+    path(
+        "keys/<str:access_key_id>/usage/status/",
+        usage_views.lookup_status,
+        name="accesskey_usage_status",
+    ),
     path("mine/", keys.MyKeysView.as_view(), name="mine"),
     # Accounts
     path("accounts/", accounts.AccountListView.as_view(), name="account_list"),

@@ -195,6 +195,13 @@ def start_lookup(
     return lookup, True
 
 
+def fail_lookup(lookup: KeyUsageLookup, error: str) -> None:
+    """End a lookup that cannot run."""
+    KeyUsageLookup.objects.filter(pk=lookup.pk, status=LookupStatus.RUNNING).update(
+        status=LookupStatus.FAILED, finished_at=timezone.now(), error=error, progress=""
+    )
+
+
 def pending_lookup(key_id: int) -> KeyUsageLookup | None:
     """The lookup of a key that waits for a worker, if any."""
     return KeyUsageLookup.objects.filter(
