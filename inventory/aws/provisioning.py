@@ -3,8 +3,8 @@
 boto3 only: no ORM. The secret access key lives in one local variable from the CreateAccessKey
 answer to the CreateSecret call and is never returned, logged or put in an exception message:
 callers get the AccessKeyId and the secret's ARN. botocore logs request and response bodies at
-DEBUG; while a secret is in flight, a filter on the AWS libraries' loggers withholds any record
-that contains it.
+DEBUG; while a key is being provisioned, a filter on the AWS libraries' loggers withholds any
+record that mentions a secret access key or contains the secret itself.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def secret_name(template: str, **values: str) -> str:
 
 _IN_FLIGHT: set[str] = set()
 _IN_FLIGHT_LOCK = threading.Lock()
+_GUARDS = [0]  # provisionings in progress in this process
+# What a body holding the secret looks like (IAM's XML answer, Secrets Manager's JSON request).
+_SECRET_FIELDS = re.compile(r"SecretAccessKey|SecretString")
 # The libraries that log HTTP bodies at DEBUG (botocore: "Response body", "Making request...").
 _LOGGER_PREFIXES = ("botocore", "boto3", "urllib3", "s3transfer")
 
@@ -66,7 +69,7 @@ class _SecretFilter(logging.Filter):
     """Withhold a record that contains a secret currently being provisioned."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _IN_FLIGHT:
+        if not _GUARDS[0]:
             return True
         try:
             text = record.getMessage()
@@ -74,7 +77,7 @@ class _SecretFilter(logging.Filter):
             text = f"{record.msg} {record.args}"
         text += record.exc_text or ""
         with _IN_FLIGHT_LOCK:
-            leaked = any(secret in text for secret in _IN_FLIGHT)
+            leaked = bool(_SECRET_FIELDS.search(text)) or any(s in text for s in _IN_FLIGHT)
         if leaked:
             record.msg, record.args = WITHHELD, ()
             record.exc_info = record.exc_text = None
@@ -97,8 +100,20 @@ def _guard_loggers() -> None:
 
 
 @contextmanager
-def _secret_in_flight(secret: str) -> Iterator[None]:
+def _guarded() -> Iterator[None]:
+    """While a key is provisioned, log records that mention a secret are withheld."""
     _guard_loggers()
+    with _IN_FLIGHT_LOCK:
+        _GUARDS[0] += 1
+    try:
+        yield
+    finally:
+        with _IN_FLIGHT_LOCK:
+            _GUARDS[0] -= 1
+
+
+@contextmanager
+def _secret_in_flight(secret: str) -> Iterator[None]:
     with _IN_FLIGHT_LOCK:
         _IN_FLIGHT.add(secret)
     try:
@@ -127,6 +142,20 @@ def create_key_with_secret(
     holding ``{"AccessKeyId": ..., "SecretAccessKey": ...}``. If the secret cannot be stored the
     key is deleted again (DeleteAccessKey), so no key exists without its secret; if that fails
     too, the error says so and names the key. Raises :class:`ProvisioningError`."""
+    with _guarded():
+        return _create_key_with_secret(
+            conn, user_name=user_name, name=name, tags=tags, description=description
+        )
+
+
+def _create_key_with_secret(
+    conn: AwsConnection,
+    *,
+    user_name: str,
+    name: str,
+    tags: Mapping[str, str],
+    description: str = "",
+) -> CreatedKey:
     iam = conn.client("iam")
     secrets = conn.client("secretsmanager")
     try:
