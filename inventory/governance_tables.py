@@ -17,11 +17,13 @@ import django_tables2 as tables
 from django import forms
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import CharField, Q, Value
+from django.db.models import CharField, Q, QuerySet, Value
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
@@ -620,6 +622,31 @@ def changes(before: dict | None, after: dict | None) -> list[tuple[str, Any, Any
         if old != new:
             out.append((field, old, new, False))
     return out
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``cap`` rows: ``COUNT(*)`` over a subquery with ``LIMIT cap + 1``, which
+    stops early on whichever index the filters use, where a full count of a huge log would
+    read all of it (and pages past ``cap`` would be deep, slow OFFSETs). ``capped`` tells the
+    page to say "more than"."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        data = getattr(self.object_list, "data", self.object_list)  # BoundRows -> TableData
+        queryset = getattr(data, "data", data)
+        if not isinstance(queryset, QuerySet):
+            return len(self.object_list)
+        n = queryset.order_by()[: self.cap + 1].count()
+        self.capped = n > self.cap
+        return min(n, self.cap)
+
+    capped = False
+
+    @property
+    def cap_text(self) -> str:
+        return f"{self.cap:,}"
 
 
 class AuditTable(tables.Table):

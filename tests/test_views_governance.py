@@ -13,10 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from inventory.choices import CloseReason, ExceptionStatus, KeyState
-from inventory.governance_tables import changes
+from inventory.governance_tables import CappedCountPaginator, changes
 from inventory.models import AuditEvent, Finding, PolicyException
 from inventory.services.audit import record
 from inventory.services.exceptions import request_exception
+from inventory.views.governance import AuditListView
 from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
 
 pytestmark = pytest.mark.django_db
@@ -731,3 +732,29 @@ def test_it_paginates_the_audit_log_newest_first(client, viewer, alice, now):
     assert [e.after["n"] for e in table.page.object_list.data][:3] == [0, 1, 2]
     second = client.get(AUDIT, {"page": 2}).context["table"]
     assert [e.after["n"] for e in second.page.object_list.data] == list(range(50, 60))
+
+
+def test_it_counts_a_huge_audit_log_only_up_to_a_cap(client, viewer, alice, now, monkeypatch):
+    """GIVEN more audit rows than the count's cap WHEN a viewer opens the log THEN it says
+    "more than" the cap, pages stop at the cap, and the newest rows come first."""
+    monkeypatch.setattr(CappedCountPaginator, "cap", 4)
+    key = alice_key()
+    for i in range(7):
+        event("key.touch", key, actor=alice, at=now - timedelta(minutes=i), after={"n": i})
+    monkeypatch.setattr(
+        AuditListView, "table_pagination", {**AuditListView.table_pagination, "per_page": 2}
+    )
+
+    response = signed_in(client, viewer).get(AUDIT)
+
+    assert "More than 4 rows: the newest are shown. Narrow the dates" in page(response)
+    table = response.context["table"]
+    assert table.paginator.num_pages == 2
+    assert [e.after["n"] for e in table.page.object_list.data] == [0, 1]
+    beyond = client.get(AUDIT, {"page": 3}).context["table"]  # served as the last page
+    assert [e.after["n"] for e in beyond.page.object_list.data] == [2, 3]
+    # Under the cap the count is exact.
+    event("policy.update", key, actor=alice)
+    filtered = client.get(AUDIT, {"action": "policy.update"})
+    assert "More than" not in page(filtered)
+    assert "1 row match the filters" in page(filtered)

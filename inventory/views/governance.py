@@ -18,6 +18,7 @@ from inventory.choices import ExceptionStatus
 from inventory.governance_tables import (
     AuditFilterSet,
     AuditTable,
+    CappedCountPaginator,
     ExceptionFilterSet,
     ExceptionTable,
     FindingFilterSet,
@@ -102,6 +103,8 @@ class AuditListView(GovernanceListView):
     queryset = AuditEvent.objects.order_by("-at", "-id")
     filterset_class = AuditFilterSet
     table_class = AuditTable
+    table_pagination = {"per_page": 50, "paginator_class": CappedCountPaginator}
+    template_name = "inventory/audit_list.html"
     title = "Audit log"
     description = (
         "Every change, by whom and when: requests and decisions, migration marks, policy "
