@@ -473,8 +473,17 @@ def link_snapshot_keys(
         if key is not None:
             KeyRequest.objects.filter(pk=req.pk, access_key__isnull=True).update(access_key=key)
 
+    recorded = set(
+        KeyRequest.objects.filter(
+            account=account, created_access_key_id__in=new_key_ids
+        ).values_list("created_access_key_id", flat=True)
+    )
     new_keys = sorted(
-        (k for k in keys if k.access_key_id in new_key_ids and not k.is_root),
+        (
+            k
+            for k in keys
+            if k.access_key_id in new_key_ids and k.access_key_id not in recorded and not k.is_root
+        ),
         key=lambda k: k.created,
     )
     if not new_keys:
