@@ -290,7 +290,11 @@ class ExceptionFilterSet(BootstrapFilterSet):
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
     account = AccountFilter()
     expiring_within = django_filters.NumberFilter(
-        label="Expiring within (days)", method="filter_expiring", min_value=0, max_value=3650
+        label="Expiring within (days)",
+        method="filter_expiring",
+        min_value=0,
+        max_value=3650,
+        widget=forms.NumberInput(attrs={"step": "1"}),
     )
     mine = django_filters.BooleanFilter(
         label="Requested by me", method="filter_mine", widget=forms.CheckboxInput
@@ -456,9 +460,12 @@ class ExceptionTable(tables.Table):
             'id="decision-comment-{pk}" name="comment" maxlength="2000" '
             'placeholder="Comment (optional)">'
             '<button type="submit" name="decision" value="approve" '
-            'class="btn btn-sm btn-success">Approve</button>'
+            'class="btn btn-sm btn-success" aria-label="Approve the exception for {target}">'
+            "Approve</button>"
             '<button type="submit" name="decision" value="reject" '
-            'class="btn btn-sm btn-outline-danger">Reject</button></form>',
+            'class="btn btn-sm btn-outline-danger" aria-label="Reject the exception for '
+            '{target}">Reject</button></form>',
+            target=self.value_target(record),
             action=reverse("inventory:exception_decide", args=[record.pk]),
             hidden=hidden,
             pk=record.pk,

@@ -316,6 +316,8 @@ def test_it_offers_approvers_a_decision_on_other_peoples_pending_requests(client
     assert "awaiting another approver" in html
     assert 'name="csrfmiddlewaretoken"' in html
     assert f'for="decision-comment-{theirs.pk}"' in html
+    # Each button names its request for a screen reader.
+    assert f'aria-label="Approve the exception for {theirs.key.access_key_id}"' in html
     assert 'name="next" value="/exceptions/?status=pending"' in html
 
 
