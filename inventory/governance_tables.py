@@ -1,8 +1,9 @@
 """Tables and filter sets of the governance pages: findings, exceptions and the audit log.
 
 Each page is a queryset, a FilterSet and a Table (NetBox's pattern, inventory/views/base.py).
-Every related object a row shows comes from ``select_related`` in the view's queryset, or, for
-the audit log (whose rows point at objects of several models), from one query per model for the
+Every related object a row shows comes from the view's queryset (``select_related`` for small
+tables, ``prefetch_related`` for keys and IAM users, so that the page is cut before the join),
+or, for the audit log (whose rows point at objects of several models), from one query for the
 page's rows (``AuditTable.before_render``): never one query per row.
 """
 

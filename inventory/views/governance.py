@@ -41,7 +41,7 @@ class GovernanceListView(ObjectListView):
 class FindingListView(GovernanceListView):
     # The page's keys and their users come in a second query (prefetch) rather than a join:
     # Postgres would otherwise join every finding to its key before sorting and cutting the
-    # page (100 ms on 40,000 findings, against a few ms for sorting the findings alone).
+    # page (107 ms on 40,000 findings, a third of that for sorting the findings alone).
     queryset = (
         Finding.objects.select_related("account")
         .prefetch_related(Prefetch("key", queryset=AccessKey.objects.select_related("user")))
