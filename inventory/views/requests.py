@@ -114,13 +114,13 @@ class KeyRequestTable(tables.Table):
             "created_access_key_id",
         )
         attrs = {"class": "table table-sm table-hover align-middle mb-0"}
-        empty_text = "No key request matches. Owners file one from “Request a key”."
+        empty_text = "No key request matches the filters."
 
     def render_id(self, record):
         return format_html('<a href="{}">#{}</a>', record.get_absolute_url(), record.pk)
 
-    def render_status(self, value):
-        return status_badge(value)
+    def render_status(self, record):
+        return status_badge(record.status)
 
     def render_account(self, record):
         return account_cell(record.account)
