@@ -55,7 +55,9 @@ class ObjectListView(RoleRequiredMixin, ExportMixin, SingleTableMixin, FilterVie
     every filtered row (not one page)."""
 
     template_name = "generic/object_list.html"
-    paginate_by = 50
+    # The table paginates; Django's own list pagination would COUNT the rows a second time.
+    paginate_by = None
+    table_pagination = {"per_page": 50}
     export_formats: tuple[str, ...] = ()
     export_trigger_param = "_export"
     title = ""
