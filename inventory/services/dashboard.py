@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+from django.core.cache import cache
 from django.db.models import (
     Case,
-    CharField,
     Count,
-    DateTimeField,
     F,
     FloatField,
     IntegerField,
@@ -29,7 +28,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, NullIf
+from django.db.models.functions import Cast, Coalesce, Greatest, NullIf
 from django.utils import timezone
 
 from inventory.choices import KeyState, KpiScope, SnapshotStatus
@@ -209,6 +208,8 @@ class KpiView:
     tiles: list[Tile] = field(default_factory=list)
     as_of: date | datetime | None = None
     live: bool = False
+    # Of the org roll-up the figures come from ("" when live): a cache key of derived data.
+    version: str = ""
 
     @property
     def states(self) -> list[tuple[str, int]]:
@@ -222,14 +223,18 @@ class KpiView:
         return sum(n for _, n in self.states)
 
 
-def latest_org_day() -> date | None:
-    """The day of the latest org roll-up (an index probe)."""
-    return (
+def latest_org_rollup() -> dict | None:
+    """The day of the latest org roll-up and a version of it (an index probe): every
+    collection and evaluation rewrites that row, so the version changes with the data."""
+    row = (
         KpiRollup.objects.filter(scope=KpiScope.ORG, account=None, owner="")
         .order_by("-day")
-        .values_list("day", flat=True)
+        .values("day", "pk", "computed_at")
         .first()
     )
+    if row is None:
+        return None
+    return {"day": row["day"], "version": f"{row['pk']}-{row['computed_at'].timestamp()}"}
 
 
 def kpi_view(
@@ -247,7 +252,8 @@ def kpi_view(
     (``current_kpis``: five aggregate queries) and its period ends today."""
     now = now or timezone.now()
     live = account is not None or owner is not None
-    today = now.date() if live else latest_org_day()
+    latest = None if live else latest_org_rollup()
+    today = now.date() if live else latest and latest["day"]
     if today is None:
         return KpiView(kpis=None, series=[])
     # Read far enough back for the week-ago and last-quarter comparisons too.
@@ -266,7 +272,11 @@ def kpi_view(
         current, as_of = None, None
     chart_from = today - timedelta(days=days)
     view = KpiView(
-        kpis=current, series=[(d, k) for d, k in series if d > chart_from], as_of=as_of, live=live
+        kpis=current,
+        series=[(d, k) for d, k in series if d > chart_from],
+        as_of=as_of,
+        live=live,
+        version=latest["version"] if latest else "",
     )
     if current is not None:
         view.tiles = kpi_tiles(current, series, today)
@@ -326,29 +336,51 @@ def _overdue(account: Account | None, owner: str | None):
 def overdue_by_account(
     *, account: Account | None = None, owner: str | None = None, top: int = TOP
 ) -> list[dict]:
-    """The accounts with the most overdue keys: one GROUP BY on the state index."""
-    rows = (
+    """The accounts with the most overdue keys. Org-wide from each account's latest roll-up
+    (one index probe per account, where a GROUP BY would read every overdue key); for one
+    owner, a GROUP BY of their keys."""
+    if account is None and owner is None:
+        accounts = (
+            Account.objects.annotate(n=_latest_rollup("state_overdue"))
+            .filter(n__gt=0)
+            .order_by("-n", "name", "account_id")[:top]
+        )
+        return [{"account": a, "n": a.n} for a in accounts]
+    rows = list(
         _overdue(account, owner)
         .values("account_id")
         .annotate(n=Count("pk"))
         .order_by("-n", "account_id")[:top]
     )
-    rows = list(rows)
     names = Account.objects.in_bulk([r["account_id"] for r in rows])
     return [{"account": names[r["account_id"]], "n": r["n"]} for r in rows]
 
 
+# The org-wide ranking of owners reads every overdue key (tens of thousands in a large
+# organisation; the owner roll-ups have no index to serve it): kept until the org roll-up
+# changes (every collection and evaluation rewrites it), at most this long.
+OVERDUE_BY_OWNER_CACHE = 600  # seconds
+
+
 def overdue_by_owner(
-    *, account: Account | None = None, owner: str | None = None, top: int = TOP
+    *, account: Account | None = None, owner: str | None = None, top: int = TOP, version: str = ""
 ) -> list[dict]:
-    """The owners with the most overdue keys ("" is unowned)."""
-    rows = (
-        _overdue(account, owner)
-        .values(owner_email=F("user__owner"))
-        .annotate(n=Count("pk"))
-        .order_by("-n", "owner_email")[:top]
-    )
-    return [{"owner": r["owner_email"], "n": r["n"]} for r in rows]
+    """The owners with the most overdue keys ("" is unowned): one GROUP BY on the state
+    index. Org-wide with the ``version`` of the latest org roll-up, cached under it."""
+
+    def compute() -> list[dict]:
+        rows = (
+            _overdue(account, owner)
+            .values(owner_email=F("user__owner"))
+            .annotate(n=Count("pk"))
+            .order_by("-n", "owner_email")[:top]
+        )
+        return [{"owner": r["owner_email"], "n": r["n"]} for r in rows]
+
+    if account is None and owner is None and version:
+        key = f"keygov:overdue-by-owner:{top}:{version}"
+        return cache.get_or_set(key, compute, OVERDUE_BY_OWNER_CACHE)
+    return compute()
 
 
 def overdue_chart_by_account(rows: list[dict]) -> dict:
@@ -371,60 +403,84 @@ def _latest_snapshot(status: str, column: str = "started_at"):
     )
 
 
+# Older than any collection: stands in for "none" in comparisons (SQLite's MAX() and comparisons
+# with NULL give NULL).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def with_last_collection(accounts):
-    """Annotate each account with its last collection: ``last_status`` (running, complete,
-    failed, or None when never collected), ``last_at`` (when it started), ``last_finished_at``
-    and ``last_error`` (of a failed one), from three index probes per account rather than a
-    sort of its whole snapshot history."""
-    accounts = accounts.annotate(
+    """Annotate each account with the start of its latest complete, failed and running
+    collection (``complete_at``, ``failed_at``, ``running_at``) and the latest failure's
+    ``failed_error``: four index probes per account rather than a sort of its whole history.
+    ``last_collection(account)`` reads them; ``last_collection_is(status)`` filters on them."""
+    return accounts.annotate(
         complete_at=_latest_snapshot(SnapshotStatus.COMPLETE),
         failed_at=_latest_snapshot(SnapshotStatus.FAILED),
         running_at=_latest_snapshot(SnapshotStatus.RUNNING),
+        failed_error=_latest_snapshot(SnapshotStatus.FAILED, "error"),
     )
-    # "x after y" holds when y is missing too: the latest of the three wins.
-    running = (
-        Q(running_at__isnull=False)
-        & (Q(complete_at__isnull=True) | Q(running_at__gte=F("complete_at")))
-        & (Q(failed_at__isnull=True) | Q(running_at__gte=F("failed_at")))
+
+
+@dataclass(frozen=True)
+class LastCollection:
+    """An account's last finished collection (``status`` None: none yet) and whether another
+    one is running now."""
+
+    status: str | None
+    at: datetime | None
+    error: str
+    running_since: datetime | None
+
+
+def last_collection(account) -> LastCollection:
+    """Read the annotations of ``with_last_collection``."""
+    complete, failed, running = account.complete_at, account.failed_at, account.running_at
+    finished = max((t for t in (complete, failed) if t is not None), default=None)
+    if failed is not None and failed == finished and (complete is None or failed > complete):
+        status, error = SnapshotStatus.FAILED.value, account.failed_error
+    elif complete is not None:
+        status, error = SnapshotStatus.COMPLETE.value, ""
+    else:
+        status, error = None, ""
+    if running is not None and finished is not None and running < finished:
+        running = None  # an older run that never finished (its worker died)
+    return LastCollection(status=status, at=finished, error=error, running_since=running)
+
+
+def _after(field: str, *others: str) -> Q:
+    """``field`` is set and later than each of ``others`` (or they are unset)."""
+    q = Q(**{f"{field}__isnull": False})
+    for other in others:
+        q &= Q(**{f"{field}__gt": Coalesce(F(other), Value(EPOCH))})
+    return q
+
+
+def last_collection_is(status: str | None) -> Q:
+    """Accounts whose last finished collection is ``status`` (None: never collected), or which
+    are collecting now (``running``). For ``with_last_collection`` querysets."""
+    if status == SnapshotStatus.FAILED:
+        return _after("failed_at", "complete_at")
+    if status == SnapshotStatus.COMPLETE:
+        return Q(complete_at__isnull=False) & ~_after("failed_at", "complete_at")
+    if status == SnapshotStatus.RUNNING:
+        return _after("running_at", "complete_at", "failed_at")
+    return Q(complete_at__isnull=True, failed_at__isnull=True)
+
+
+def last_collection_order(descending: bool):
+    """Order by the last finished collection's start, the accounts never collected last."""
+    latest = Greatest(
+        Coalesce(F("complete_at"), Value(EPOCH)), Coalesce(F("failed_at"), Value(EPOCH))
     )
-    failed = Q(failed_at__isnull=False) & (
-        Q(complete_at__isnull=True) | Q(failed_at__gt=F("complete_at"))
-    )
-    return accounts.annotate(
-        last_status=Case(
-            When(running, then=Value(SnapshotStatus.RUNNING.value)),
-            When(failed, then=Value(SnapshotStatus.FAILED.value)),
-            When(complete_at__isnull=False, then=Value(SnapshotStatus.COMPLETE.value)),
-            default=None,
-            output_field=CharField(),
-        ),
-        last_at=Case(
-            When(running, then=F("running_at")),
-            When(failed, then=F("failed_at")),
-            default=F("complete_at"),
-            output_field=DateTimeField(),
-        ),
-        last_error=Case(
-            When(running, then=Value("")),
-            When(failed, then=_latest_snapshot(SnapshotStatus.FAILED, "error")),
-            default=Value(""),
-            output_field=CharField(),
-        ),
-        last_finished_at=Case(
-            When(failed & ~running, then=_latest_snapshot(SnapshotStatus.FAILED, "finished_at")),
-            When(~running, then=_latest_snapshot(SnapshotStatus.COMPLETE, "finished_at")),
-            default=None,
-            output_field=DateTimeField(),
-        ),
-    )
+    return latest.desc() if descending else latest.asc()
 
 
 def failed_accounts():
-    """Enabled or not, the accounts whose last collection failed, the latest failure first."""
+    """The accounts whose last finished collection failed, the latest failure first."""
     return (
         with_last_collection(Account.objects.all())
-        .filter(last_status=SnapshotStatus.FAILED)
-        .order_by("-last_at")
+        .filter(last_collection_is(SnapshotStatus.FAILED))
+        .order_by("-failed_at")
     )
 
 

@@ -62,7 +62,9 @@ class OverviewView(RoleRequiredMixin, TemplateView):
             days = form.cleaned_data["days"] or dashboard.TREND_DAYS
         view = dashboard.kpi_view(account=account, owner=owner, days=days)
         by_account = [] if account else dashboard.overdue_by_account(owner=owner)
-        by_owner = [] if owner else dashboard.overdue_by_owner(account=account)
+        by_owner = (
+            [] if owner else dashboard.overdue_by_owner(account=account, version=view.version)
+        )
         charts = {"trend": dashboard.trend_chart(view.series)}
         if view.kpis is not None:
             charts["ages"] = dashboard.age_chart(view.kpis)
