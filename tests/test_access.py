@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from inventory.models import PolicyException
+from inventory.models import KeyRequest, PolicyException
 from inventory.roles import ADMIN, APPROVER, OWNER, VIEWER
 from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
 
@@ -76,6 +76,20 @@ MATRIX = {
     ),
     "inventory:exception_cancel": ("POST", "exception", {}, _from(OWNER, FOUND)),
     "inventory:audit_list": ("GET", None, None, _from(VIEWER, OK)),
+    # Key requests: everyone reads them; owners file, comment and cancel (their own: the page
+    # says so); approvers decide (never their own: the page says so) and re-queue fulfilments.
+    "inventory:keyrequest_list": ("GET", None, None, _from(VIEWER, OK)),
+    "inventory:keyrequest_create": ("GET", None, None, _from(OWNER, OK)),
+    "inventory:keyrequest_detail": ("GET", "key_request", None, _from(VIEWER, OK)),
+    "inventory:keyrequest_decide": (
+        "POST",
+        "key_request",
+        {"decision": "reject", "comment": "use a role"},
+        _from(APPROVER, FOUND),
+    ),
+    "inventory:keyrequest_cancel": ("POST", "key_request", {}, _from(OWNER, FOUND)),
+    "inventory:keyrequest_comment": ("POST", "key_request", {"body": "why?"}, _from(OWNER, FOUND)),
+    "inventory:keyrequest_retry": ("POST", "key_request", {}, _from(APPROVER, FOUND)),
 }
 
 # Actions on a key someone else owns: an owner is refused, an approver is not.
@@ -142,12 +156,23 @@ def world():
         requested_by=people[OWNER],
         requested_at=now,
     )
+    key_request = KeyRequest.objects.create(
+        account=account,
+        iam_user=mine,
+        justification="vendor appliance",
+        why_not_role="it cannot assume roles",
+        owner_email=OWNER_EMAIL,
+        review_on=(now + timedelta(days=30)).date(),
+        requested_by=people[OWNER],
+        requested_at=now,
+    )
     args = {
         "own_key": [own_key.access_key_id],
         "marked_key": [marked_key.access_key_id],
         "others_key": [others_key.access_key_id],
         "account": [account.account_id],
         "exception": [exception.pk],
+        "key_request": [key_request.pk],
     }
     return people, args
 
