@@ -16,7 +16,7 @@ from django.utils import timezone
 from inventory import tasks
 from inventory.models import AuditEvent, KeyRequest, KeyRequestStatus
 from inventory.services import key_requests
-from tests.gov_factories import AccountFactory, IamUserFactory, person
+from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
 
 pytestmark = pytest.mark.django_db
 
@@ -409,3 +409,15 @@ def test_the_request_page_query_count_does_not_grow_with_comments(client, people
         key_requests.add_comment(req.pk, author=people["owner2"], body=f"e{i}")
     assert count_queries(client, url("detail", req)) == few
     assert few <= 15
+
+
+def test_it_warns_when_the_user_already_holds_two_keys(client, people, iam_user):
+    req = file_as(people["owner"], iam_user)
+    as_(client, people["viewer"])
+    AccessKeyFactory(user=iam_user)
+    assert "the most AWS" not in client.get(url("detail", req)).content.decode()
+
+    AccessKeyFactory(user=iam_user)
+
+    page = client.get(url("detail", req)).content.decode()
+    assert "already holds 2 access keys, the most AWS" in " ".join(page.split())

@@ -153,8 +153,6 @@ class KeyRequestListView(ObjectListView):
         # Requests waiting for a decision first, newest first.
         .order_by("-is_pending", "-requested_at", "-pk")
     )
-    paginate_by = None
-    table_pagination = {"per_page": 50}
     filterset_class = KeyRequestFilterSet
     table_class = KeyRequestTable
     template_name = "inventory/keyrequest_list.html"
@@ -255,6 +253,10 @@ def detail(request, pk):
             "timeline": service.timeline(req),
             "comments": comments,
             "comment_form": CommentForm(),
+            # AWS allows two keys per user: say so before anyone waits for a third.
+            "user_key_count": (
+                req.iam_user.access_keys.filter(deleted=False).count() if req.is_open else 0
+            ),
         },
     )
 
