@@ -120,7 +120,7 @@ class Tile:
 
     @property
     def direction(self) -> str:
-        """ "good", "bad" or "flat": how the change reads for this KPI (colour and arrow)."""
+        """How the change reads for this KPI: "good", "bad" or "flat" (colour and arrow)."""
         if self.delta is None or round(self.delta, 1) == 0:
             return "flat"
         return "good" if (self.delta < 0) == self.lower_is_better else "bad"
@@ -146,6 +146,8 @@ class Tile:
         """The change, signed: "+1.5 pts" (percentage points), "-3.0 days" (a minus sign), "+2"."""
         if self.delta is None:
             return ""
+        if self.direction == "flat":
+            return "no change"
         sign = "+" if self.delta > 0 else "\u2212" if self.delta < 0 else "\u00b1"
         size = abs(self.delta)
         if self.unit == "%":

@@ -22,7 +22,7 @@ from inventory.choices import KeyState, SnapshotStatus
 from inventory.models import AccessKey, Account, Snapshot
 from inventory.roles import ADMIN, VIEWER
 from inventory.services import dashboard
-from inventory.services.evaluation import effective_policy
+from inventory.services.evaluation import global_policy
 from inventory.templatetags.keygov import days_ago, utc
 from inventory.views.base import ObjectListView, RoleRequiredMixin, role_required
 
@@ -247,7 +247,12 @@ class AccountDetailView(RoleRequiredMixin, TemplateView):
             kpi=view,
             charts=charts,
             age_rows=dashboard.chart_rows(charts["ages"]) if "ages" in charts else [],
-            policy=effective_policy(account),
+            # effective_policy() without looking the override up again (select_related above).
+            policy=(
+                account.policy_override.rules()
+                if hasattr(account, "policy_override")
+                else global_policy().rules()
+            ),
             policy_is_override=hasattr(account, "policy_override"),
             snapshots=snapshots,
             snapshot=running or (snapshots[0] if snapshots else None),
