@@ -742,3 +742,28 @@ def ensure_database(url: str, *, drop: bool) -> None:
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
             print(f"created database {config['NAME']}")
+
+
+def ready(url: str, *, regenerate: bool = False) -> dict:
+    """Create the database when missing (``regenerate``: drop it first), set Django up, migrate,
+    and generate the data set when the database does not hold it. Returns its description."""
+    ensure_database(url, drop=regenerate)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    description = stored_description()
+    if description is not None:
+        print(f"reusing the data set generated in {description['generation_s']:.0f} s")
+        return description
+    print("generating the data set (once; --regenerate to do it again)", flush=True)
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM inventory_accesskey")
+        if cur.fetchone()[0]:
+            sys.exit("the database holds other data: run with --regenerate")
+    description = generate()
+    print(f"generated in {description['generation_s']:.0f} s")
+    return description
