@@ -207,9 +207,10 @@ if "{request_id}" not in KEYGOV_SECRET_NAME_TEMPLATE:
         "KEYGOV_SECRET_NAME_TEMPLATE must contain {request_id}: each request gets its own secret"
     )
 # Region of the Secrets Manager secrets (empty: KEYGOV_AWS_REGION).
-KEYGOV_SECRET_REGION = env_match(
+_secret_region = env_match(
     "KEYGOV_SECRET_REGION", "", r"([a-z]{2}(-[a-z]+)+-\d)?", "an AWS region such as us-east-1"
-) or KEYGOV_AWS_REGION
+)
+KEYGOV_SECRET_REGION = _secret_region or KEYGOV_AWS_REGION
 
 # --- E-mail, alerts and key usage -----------------------------------------------------------
 
