@@ -294,3 +294,19 @@ def test_it_reports_the_aws_error_code_and_message(approved, aws_for_requests):
     )
     iam, _ = clients(aws_for_requests)
     assert iam.list_access_keys(UserName="app-deployer")["AccessKeyMetadata"] == []
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("keygov/{account}/{request_id}", "is not a valid template"),
+        ("keygov/{account_id}/{user_name}", "must contain {request_id}"),
+    ],
+)
+def test_it_refuses_a_secret_name_template_at_start_up(tmp_path, template, message):
+    from tests.test_settings import PRINT_SETTINGS, start
+
+    result = start(tmp_path, "-c", PRINT_SETTINGS, KEYGOV_SECRET_NAME_TEMPLATE=template)
+
+    assert result.returncode != 0
+    assert "KEYGOV_SECRET_NAME_TEMPLATE" in result.stderr and message in result.stderr
