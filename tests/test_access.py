@@ -61,6 +61,9 @@ MATRIX = {
     ),
     "inventory:accesskey_migration_withdraw": ("POST", "marked_key", {}, _from(OWNER, FOUND)),
     "inventory:accesskey_exception": ("GET", "own_key", None, _from(OWNER, OK)),
+    # A CloudTrail lookup spends the account's quota: the key's owner, approvers and admins.
+    "inventory:accesskey_usage": ("POST", "own_key", {}, _from(OWNER, FOUND)),
+    "inventory:accesskey_usage_status": ("GET", "own_key", None, _from(VIEWER, OK)),
     "inventory:mine": ("GET", None, None, _from(OWNER, OK)),
     "inventory:account_list": ("GET", None, None, _from(VIEWER, OK)),
     "inventory:account_detail": ("GET", "account", None, _from(VIEWER, OK)),
@@ -100,6 +103,7 @@ OTHERS_KEY = {
         {OWNER: FORBIDDEN, APPROVER: FOUND},
     ),
     "inventory:accesskey_exception": ("GET", None, {OWNER: FORBIDDEN, APPROVER: OK}),
+    "inventory:accesskey_usage": ("POST", {}, {OWNER: FORBIDDEN, APPROVER: FOUND}),
 }
 
 
@@ -180,8 +184,11 @@ def world():
 def _request(client, people, visitor, method, path, data):
     if visitor != "anonymous":
         client.force_login(people[visitor])
-    # "Collect now" must not reach a broker or AWS here: the queueing is what is checked.
-    with mock.patch("inventory.tasks.collect_account.delay"):
+    # Tasks must not reach a broker or AWS here: the queueing is what is checked.
+    with (
+        mock.patch("inventory.tasks.collect_account.delay"),
+        mock.patch("inventory.tasks.lookup_key_usage.delay"),
+    ):
         if method == "GET":
             return client.get(path)
         return client.post(path, data or {})
