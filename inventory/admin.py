@@ -6,11 +6,14 @@ from django.utils.html import format_html_join
 from inventory.models import (
     AccessKey,
     Account,
+    AlertRecord,
     AuditEvent,
     Finding,
     IamUser,
     KeyMigration,
     KeyObservation,
+    KeyRequest,
+    KeyUsageLookup,
     KpiRollup,
     PolicyException,
     RotationPolicy,
@@ -217,6 +220,41 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("at", "actor_name", "action", "object_type", "object_id", "account_id")
     list_filter = ("action", "object_type")
     search_fields = ("object_id", "actor_name", "account_id")
+
+
+@admin.register(KeyRequest)
+class KeyRequestAdmin(ReadOnlyAdmin):
+    """Requests change only through their workflow (/requests/), which audits every step."""
+
+    list_display = (
+        "pk", "account", "iam_user", "owner_email", "status", "requested_by", "decided_by",
+        "requested_at", "created_access_key_id",
+    )  # fmt: skip
+    list_filter = ("status", "account")
+    list_select_related = ("account", "iam_user", "requested_by", "decided_by")
+    search_fields = ("iam_user__name", "owner_email", "created_access_key_id")
+
+
+@admin.register(AlertRecord)
+class AlertRecordAdmin(ReadOnlyAdmin):
+    list_display = (
+        "decided_at",
+        "audience",
+        "recipient",
+        "kind",
+        "object_id",
+        "milestone",
+        "sent_at",
+    )
+    list_filter = ("audience", "kind")
+    search_fields = ("recipient", "object_id")
+
+
+@admin.register(KeyUsageLookup)
+class KeyUsageLookupAdmin(ReadOnlyAdmin):
+    list_display = ("key", "status", "requested_by", "started_at", "finished_at", "api_calls")
+    list_filter = ("status",)
+    list_select_related = ("key", "requested_by")
 
 
 def _admins_only(request) -> bool:

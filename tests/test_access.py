@@ -257,3 +257,21 @@ def test_it_answers_404_for_objects_that_do_not_exist(client, world, name):
     response = client.get(reverse(name, args=["AKIADOESNOTEXIST0000"]))
 
     assert response.status_code == 404
+
+
+def test_it_gives_each_role_group_the_permissions_of_the_roles_below_it_and_its_own():
+    from django.contrib.auth.models import Group
+
+    perms = {
+        g.name: set(g.permissions.values_list("codename", flat=True))
+        for g in Group.objects.filter(name__in=VISITORS)
+    }
+
+    assert {"view_accesskey", "view_alertrecord", "view_keyrequest"} <= perms[VIEWER]
+    assert not {p for p in perms[VIEWER] if not p.startswith("view_")}
+    assert perms[VIEWER] < perms[OWNER] < perms[APPROVER] < perms[ADMIN]
+    assert {"add_keymigration", "add_policyexception", "add_keyrequest"} <= perms[OWNER]
+    assert "change_keyrequest" not in perms[OWNER]
+    assert {"change_policyexception", "change_keyrequest"} <= perms[APPROVER]
+    assert "delete_account" not in perms[APPROVER]
+    assert {"delete_account", "change_user", "change_rotationpolicy"} <= perms[ADMIN]

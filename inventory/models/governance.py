@@ -280,7 +280,11 @@ class KpiRollup(models.Model):
                 Coalesce("account", Value(0)), "scope", "owner", "day", name="kpi_one_per_scope_day"
             ),
         ]
-        indexes = [models.Index(fields=["scope", "account", "owner", "day"])]
+        indexes = [
+            models.Index(fields=["scope", "account", "owner", "day"]),
+            # An owner's trend sums their rows across accounts: by owner, then day.
+            models.Index(fields=["scope", "owner", "day"], name="kpi_owner_trend"),
+        ]
 
     def __str__(self) -> str:
         who = self.owner or (self.account_id and f"account {self.account_id}") or "org"
