@@ -581,8 +581,8 @@ def main() -> None:
             f"\nload: {load['clients']} clients for {load['duration_s']:.0f} s against gunicorn "
             f"with {load['workers']} workers: {load['requests']} requests, {load['rps']:.1f} "
             f"requests/s, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms, p99 "
-            f"{load['p99_ms']:.0f} ms, max {load['max_ms']:.0f} ms, errors {load['errors']} "
-            f"{load['error_kinds'] or ''}; load average {load['loadavg_1m_before']:.2f} before, "
+            f"{load['p99_ms']:.0f} ms, max {load['max_ms']:.0f} ms, errors {load['errors']}"
+            f"{' ' + str(load['error_kinds']) if load['errors'] else ''}; load average {load['loadavg_1m_before']:.2f} before, "
             f"{load['loadavg_1m_after']:.2f} after"
         )
         for path, r in load["by_path"].items():
