@@ -119,7 +119,11 @@ def _database() -> dict:
         config["CONN_MAX_AGE"] = 0
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config["CONN_HEALTH_CHECKS"] = True
-        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", 5)
+        # No keygov query gains from JIT compilation, and those with per-row subqueries over
+        # many rows pay hundreds of milliseconds for it (docs/benchmarks.md, issue 4).
+        options.setdefault("options", "-c jit=off")
     return config
 
 

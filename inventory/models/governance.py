@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import BooleanField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Coalesce
 
 from inventory.choices import (
@@ -123,6 +123,13 @@ class Finding(models.Model):
         indexes = [
             models.Index(fields=["closed_at"]),
             models.Index(fields=["account", "closed_at"]),
+            # The findings page: open first, newest first (scanned backwards, a page reads 50).
+            models.Index(
+                ExpressionWrapper(Q(closed_at__isnull=True), output_field=BooleanField()),
+                "opened_at",
+                "id",
+                name="finding_open_first",
+            ),
         ]
 
     def __str__(self) -> str:

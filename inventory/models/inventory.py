@@ -129,7 +129,7 @@ class IamUser(models.Model):
     has_password = models.BooleanField(default=False)
     is_root = models.BooleanField(default=False)
     # Lower-cased value of the first owner tag (settings.KEYGOV_OWNER_TAG_KEYS); "" = unowned.
-    owner = models.CharField(max_length=320, blank=True, db_index=True)
+    owner = models.CharField(max_length=320, blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     deleted = models.BooleanField(default=False)
@@ -138,6 +138,9 @@ class IamUser(models.Model):
     class Meta:
         ordering = ["account", "name"]
         verbose_name = "IAM user"
+        # Serves lookups by owner, and the keys table sorted by owner: (owner, user) presorted,
+        # a page reads 50 rows instead of sorting every unowned key.
+        indexes = [models.Index(fields=["owner", "id"], name="iamuser_owner_id")]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "user_id"], name="iamuser_unique_per_account"
@@ -203,10 +206,13 @@ class AccessKey(models.Model):
     objects = AccessKeyQuerySet.as_manager()
 
     class Meta:
-        ordering = ["created"]
+        # The id breaks ties, so that keys created in the same second keep their page.
+        ordering = ["created", "id"]
         indexes = [
             models.Index(fields=["account", "deleted", "status"]),
             models.Index(fields=["deleted", "status", "created"]),
+            # The keys table's default order (age), over the keys that still exist.
+            models.Index(fields=["created", "id"], condition=Q(deleted=False), name="key_age_live"),
             models.Index(
                 fields=["account"], condition=Q(unapproved=True), name="accesskey_unapproved"
             ),
