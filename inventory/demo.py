@@ -374,7 +374,7 @@ class _Planner:
 
 def build_organisation(seed: int = DEFAULT_SEED) -> tuple[AccountPlan, ...]:
     """The demo organisation as a plan: pure and deterministic for a given seed."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311  # a seeded demo, not security
     names = [(f, la) for f in FIRST_NAMES for la in LAST_NAMES]
     people = [_Person(f, la, rng.choice(TEAMS)) for f, la in rng.sample(names, 180)]
     # The admin of the demo owns keys too (see ADMIN_EMAIL).
@@ -776,7 +776,7 @@ def running_emulator(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> Itera
     os.environ.update(
         AWS_ENDPOINT_URL=url,
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - the emulator's dummy credentials
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - the emulator's dummy credentials  # nosec B106
         AWS_DEFAULT_REGION=REGION,
     )
     try:

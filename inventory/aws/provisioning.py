@@ -178,7 +178,7 @@ def _create_key_with_secret(
             # A parameter-validation error may quote the value it refused: scrub it.
             error = _safe(describe_aws_error(exc), secret)
         finally:
-            secret = ""
+            secret = ""  # nosec B105  # drops the secret, sets none
     if not error:
         return CreatedKey(access_key_id=key_id, secret_arn=arn, secret_name=name)
     try:

@@ -21,7 +21,7 @@ _LABELS = dict(KeyState.choices)
 def state_badge(state: str) -> str:
     """A state as a coloured badge (colours in static/css/keygov.css)."""
     if not state:
-        return mark_safe('<span class="badge state-unknown">not judged</span>')
+        return mark_safe('<span class="badge state-unknown">not judged</span>')  # nosec B308  # constant markup
     return format_html(
         '<span class="badge state-{}">{}</span>', state, _LABELS.get(state, str(state))
     )
