@@ -157,7 +157,9 @@ class MyKeysTable(AccessKeyTable):
 
 def iso(value: datetime | None) -> str:
     """ISO 8601 in UTC to the second, e.g. ``2026-05-15T12:00:00Z``; "" for none."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+    if not value:
+        return ""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 class AccessKeyExportTable(tables.Table):
@@ -179,20 +181,25 @@ class AccessKeyExportTable(tables.Table):
     last_used_service = tables.Column("last_used_service")
     last_used_region = tables.Column("last_used_region")
 
-    # What each column holds, from a key loaded with its user and account.
+    # What each column holds, from a row of ``FIELDS`` (``QuerySet.values``: no model instances,
+    # several times faster over 100,000 rows).
+    FIELDS = (
+        "access_key_id", "account__account_id", "account__name", "user__name", "user__owner",
+        "status", "state", "created", "last_used_at", "last_used_service", "last_used_region",
+    )  # fmt: skip
     VALUES = {
-        "access_key_id": lambda key, now: key.access_key_id,
-        "account_id": lambda key, now: key.account.account_id,
-        "account_name": lambda key, now: key.account.name,
-        "user_name": lambda key, now: key.user.name,
-        "owner": lambda key, now: key.user.owner,
-        "status": lambda key, now: key.status,
-        "state": lambda key, now: key.state,
-        "created": lambda key, now: iso(key.created),
-        "age_days": lambda key, now: whole_days(key.created, now),
-        "last_used": lambda key, now: iso(key.last_used_at),
-        "last_used_service": lambda key, now: key.last_used_service,
-        "last_used_region": lambda key, now: key.last_used_region,
+        "access_key_id": lambda row, now: row["access_key_id"],
+        "account_id": lambda row, now: row["account__account_id"],
+        "account_name": lambda row, now: row["account__name"],
+        "user_name": lambda row, now: row["user__name"],
+        "owner": lambda row, now: row["user__owner"],
+        "status": lambda row, now: row["status"],
+        "state": lambda row, now: row["state"],
+        "created": lambda row, now: iso(row["created"]),
+        "age_days": lambda row, now: whole_days(row["created"], now),
+        "last_used": lambda row, now: iso(row["last_used_at"]),
+        "last_used_service": lambda row, now: row["last_used_service"],
+        "last_used_region": lambda row, now: row["last_used_region"],
     }
 
     class Meta:
@@ -203,8 +210,8 @@ class AccessKeyExportTable(tables.Table):
         self.now = now or timezone.now()
 
     def as_values(self, exclude_columns=None):
-        """The header, then one list per key, straight from the records: without the per-cell
-        machinery of ``BoundRow``, which would slow an export of 100,000 keys several times."""
+        """The header, then one list per key, straight from the rows (``FIELDS``): without the
+        per-cell machinery of ``BoundRow``, which would slow an export of 100,000 keys."""
         exclude_columns = exclude_columns or ()
         columns = [c for c in self.columns.iterall() if c.name not in exclude_columns]
         values = [self.VALUES[c.name] for c in columns]
@@ -212,6 +219,27 @@ class AccessKeyExportTable(tables.Table):
         now = self.now
         for key in self.data:
             yield [value(key, now) for value in values]
+
+
+class PagedQuerysetData(TableQuerysetData):
+    """A page of rows read in two steps: the page's primary keys from the filtered, ordered
+    rows, then those rows with ``decorate`` applied (e.g. per-row subqueries). An OFFSET on a
+    query that carries subqueries makes the database evaluate them for every skipped row;
+    this way the last page of 100,000 rows costs what the first does."""
+
+    def __init__(self, data, decorate):
+        super().__init__(data)
+        self.decorate = decorate
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            return super().__getitem__(key)
+        ids = list(self.data.values_list("pk", flat=True)[key])
+        rows = {
+            row.pk: row
+            for row in self.decorate(self.data.model._default_manager.filter(pk__in=ids))
+        }
+        return [rows[pk] for pk in ids if pk in rows]
 
 
 class StreamedQuerysetData(TableQuerysetData):
