@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from inventory.choices import KeyState, KeyStatus
 from inventory.models import AccessKey, Account
+from inventory.widgets import FastSelect
 
 _YES_NO = forms.Select(
     choices=[("", "Any"), ("true", "Yes"), ("false", "No")],
@@ -41,7 +42,7 @@ class AccessKeyFilterSet(django_filters.FilterSet):
         queryset=Account.objects.only("account_id", "name"),
         to_field_name="account_id",
         empty_label="All accounts",
-        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+        widget=FastSelect(attrs={"class": "form-select form-select-sm"}),
     )
     state = django_filters.MultipleChoiceFilter(
         # No join multiplies rows here: DISTINCT would only slow the count and the page down.

@@ -42,6 +42,7 @@ from inventory.models import (
 from inventory.policy import whole_days
 from inventory.roles import APPROVER, has_role
 from inventory.templatetags.keygov import state_badge, utc, utc_time
+from inventory.widgets import FastSelect
 
 # --- shared pieces -----------------------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class AccountFilter(django_filters.ChoiceFilter):
     def __init__(self, field_name="account__account_id", **kwargs):
         kwargs.setdefault("label", "Account")
         kwargs.setdefault("empty_label", "All accounts")
+        kwargs.setdefault("widget", FastSelect)
         super().__init__(field_name=field_name, choices=account_choices, **kwargs)
 
 

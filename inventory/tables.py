@@ -56,7 +56,11 @@ class AccessKeyTable(tables.Table):
     account = tables.Column("Account", order_by=("account__name", "account__account_id", "id"))
     user = tables.Column("IAM user", accessor="user__name", order_by=("user__name", "id"))
     owner = tables.Column(
-        "Owner", accessor="user__owner", order_by=("user__owner", "id"), default=UNOWNED
+        "Owner",
+        accessor="user__owner",
+        # (owner, user, key): presorted by the index on IAM users' (owner, id).
+        order_by=("user__owner", "user_id", "id"),
+        default=UNOWNED,
     )
     status = tables.Column("Status", order_by=("status", "id"))
     state = tables.Column("State", empty_values=(), order_by=("state", "id"))

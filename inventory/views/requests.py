@@ -26,6 +26,7 @@ from inventory.services.errors import GovernanceError
 from inventory.services.evaluation import effective_policy
 from inventory.templatetags.keygov import utc, utc_time
 from inventory.views.base import ObjectListView, role_required
+from inventory.widgets import FastSelect
 
 # --- the list ------------------------------------------------------------------------------
 
@@ -41,6 +42,7 @@ class KeyRequestFilterSet(BootstrapFilterSet):
         queryset=Account.objects.only("pk", "account_id", "name").order_by("name", "account_id"),
         to_field_name="account_id",
         empty_label="All accounts",
+        widget=FastSelect,
     )
     mine = django_filters.BooleanFilter(
         method="filter_mine",
