@@ -68,7 +68,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_filters",
     "django_tables2",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "inventory",
+    "inventory.api",
 ]
 
 MIDDLEWARE = [
@@ -163,6 +167,50 @@ LOGGING = {
     "loggers": {
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+    },
+}
+
+# --- REST API (/api/, docs/api.md) ----------------------------------------------------------
+
+REST_FRAMEWORK = {
+    # A token first: a request without credentials gets 401 with WWW-Authenticate: Bearer.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "inventory.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Deny by default: every view needs a role (viewer unless the view says more).
+    "DEFAULT_PERMISSION_CLASSES": ["inventory.api.permissions.HasRole"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "inventory.api.pagination.KeysetPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "inventory.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "keygov API",
+    "DESCRIPTION": "Read access to keygov's accounts, keys, findings, exceptions, KPIs and key "
+    "requests; filing key requests and marking migrations. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["inventory.api.permissions.HasRole"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inventory.api.schema.add_error_responses",
+    ],
+    # The Swagger UI's assets come from the drf-spectacular-sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "KeyStatusEnum": "inventory.choices.KeyStatus",
+        "KeyStateEnum": "inventory.api.serializers.KEY_STATES",
+        "MigrationStatusEnum": "inventory.choices.MigrationStatus",
+        "ExceptionStatusEnum": "inventory.choices.ExceptionStatus",
+        "KeyRequestStatusEnum": "inventory.models.requests.KeyRequestStatus",
     },
 }
 

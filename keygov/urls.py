@@ -10,5 +10,6 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", include("inventory.api.urls")),
     path("", include("inventory.urls")),
 ]
