@@ -153,11 +153,26 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 DJANGO_TABLES2_TEMPLATE = "generic/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table table-sm table-hover align-middle mb-0"}
 
+# --- Operations (docs/operations.md) -------------------------------------------------------------
+
+# plain: "time level logger message" lines; json: one JSON object a line (keygov/logging.py).
+KEYGOV_LOG_FORMAT = env_choice("KEYGOV_LOG_FORMAT", "plain", ("plain", "json"))
+# /health/ answers 503 when the newest complete snapshot is older than this many seconds; 0 (the
+# default): twice the longest gap between two runs of KEYGOV_COLLECT_CRON (12 h for every 6 h).
+KEYGOV_HEALTH_MAX_SNAPSHOT_AGE = env_int("KEYGOV_HEALTH_MAX_SNAPSHOT_AGE", 0, minimum=0)
+# The bearer token Prometheus presents to scrape /metrics. Unset: /metrics answers 404.
+KEYGOV_METRICS_TOKEN = env_str("KEYGOV_METRICS_TOKEN")
+if KEYGOV_METRICS_TOKEN and len(KEYGOV_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("KEYGOV_METRICS_TOKEN must be at least 16 characters long")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "keygov.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": KEYGOV_LOG_FORMAT}},
     "root": {
         "handlers": ["console"],
         "level": env_choice(
