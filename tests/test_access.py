@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from inventory.models import KeyRequest, PolicyException
+from inventory.models import Finding, KeyRequest, PolicyException
 from inventory.roles import ADMIN, APPROVER, OWNER, VIEWER
 from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
 
@@ -28,6 +28,7 @@ ROLE_ARN = "arn:aws:iam::111111111111:role/app-runner"
 
 LOGIN = "→login"  # a redirect to the login page, with ?next=
 OK, FOUND, FORBIDDEN, NOT_ALLOWED = 200, 302, 403, 405
+UNAUTHORIZED = 401
 
 
 def _everyone(status):
@@ -42,6 +43,11 @@ def _from(role: str, allowed, refused=FORBIDDEN) -> dict:
         v: LOGIN if v == "anonymous" else (allowed if i >= rank else refused)
         for i, v in enumerate(VISITORS)
     }
+
+
+def _api(role: str, allowed) -> dict:
+    """The REST API: as ``_from``, but anonymous requests get 401 (no redirect to a page)."""
+    return {**_from(role, allowed), "anonymous": UNAUTHORIZED}
 
 
 # name → (method, the path's arguments from the world, POST data, status per visitor)
@@ -93,6 +99,30 @@ MATRIX = {
     "inventory:keyrequest_cancel": ("POST", "key_request", {}, _from(OWNER, FOUND)),
     "inventory:keyrequest_comment": ("POST", "key_request", {"body": "why?"}, _from(OWNER, FOUND)),
     "inventory:keyrequest_retry": ("POST", "key_request", {}, _from(APPROVER, FOUND)),
+    # The REST API (docs/api.md): the pages' rules, 401 for anonymous requests. Its Swagger UI is
+    # a page: anonymous visitors go to the login page.
+    "api:api-root": ("GET", None, None, _api(VIEWER, OK)),
+    "api:schema": ("GET", None, None, _api(VIEWER, OK)),
+    "api:docs": ("GET", None, None, _from(VIEWER, OK)),
+    "api:account-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:account-detail": ("GET", "account", None, _api(VIEWER, OK)),
+    "api:accesskey-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:accesskey-detail": ("GET", "own_key", None, _api(VIEWER, OK)),
+    "api:accesskey-migration": (
+        "POST",
+        "own_key",
+        {"status": "migrating", "role_arn": ROLE_ARN, "note": "moving to ECS"},
+        _api(OWNER, OK),
+    ),
+    "api:finding-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:finding-detail": ("GET", "finding", None, _api(VIEWER, OK)),
+    "api:exception-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:exception-detail": ("GET", "exception", None, _api(VIEWER, OK)),
+    # GET here; filing a request (POST, owners and up) is in tests/test_api.py.
+    "api:keyrequest-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:keyrequest-detail": ("GET", "key_request", None, _api(VIEWER, OK)),
+    "api:kpi-list": ("GET", None, None, _api(VIEWER, OK)),
+    "api:kpi-trend": ("GET", None, None, _api(VIEWER, OK)),
 }
 
 # Actions on a key someone else owns: an owner is refused, an approver is not.
@@ -104,6 +134,11 @@ OTHERS_KEY = {
     ),
     "inventory:accesskey_exception": ("GET", None, {OWNER: FORBIDDEN, APPROVER: OK}),
     "inventory:accesskey_usage": ("POST", {}, {OWNER: FORBIDDEN, APPROVER: FOUND}),
+    "api:accesskey-migration": (
+        "POST",
+        {"status": "migrating", "role_arn": ROLE_ARN},
+        {OWNER: FORBIDDEN, APPROVER: OK},
+    ),
 }
 
 
@@ -170,7 +205,11 @@ def world():
         requested_by=people[OWNER],
         requested_at=now,
     )
+    finding = Finding.objects.create(
+        key=own_key, account=account, kind="overdue", opened_at=now - timedelta(days=3)
+    )
     args = {
+        "finding": [finding.pk],
         "own_key": [own_key.access_key_id],
         "marked_key": [marked_key.access_key_id],
         "others_key": [others_key.access_key_id],
