@@ -59,6 +59,52 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("KEYGOV_ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("KEYGOV_CSRF_TRUSTED_ORIGINS")
 
+# --- Security (docs/security.md) --------------------------------------------------------------
+
+# keygov is reached over HTTPS (a TLS proxy in front of it): HSTS, the redirect to https://,
+# Secure cookies under __Host- names. Off: the embedded default on http://127.0.0.1.
+KEYGOV_HTTPS = env_bool("KEYGOV_HTTPS", False)
+if KEYGOV_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Health checks and metrics scrapes come over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics/?$"]
+    # The header the TLS proxy sets to tell https from http ("X-Forwarded-Proto: https"); set it
+    # empty when gunicorn itself holds the certificate. The proxy must overwrite that header,
+    # never pass on a client's.
+    _proxy_header = env_str("KEYGOV_PROXY_SSL_HEADER", "X-Forwarded-Proto")
+    if not re.fullmatch(r"[A-Za-z0-9-]*", _proxy_header):
+        raise ImproperlyConfigured(
+            f"KEYGOV_PROXY_SSL_HEADER={_proxy_header!r} is not an HTTP header name"
+        )
+    if _proxy_header:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+    SECURE_HSTS_SECONDS = env_int("KEYGOV_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("KEYGOV_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("KEYGOV_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Only a registrable domain can be preloaded, by its owner, for all its hosts: not a
+        # decision for keygov on its host name, so the check's advice does not apply here.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    # __Host-: the browser keeps such a cookie only if Secure, Path=/ and without a Domain, so
+    # no other host of the domain can set or shadow keygov's session or CSRF cookie.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# Sign-out after this long without a request, and this long after signing in whatever happens.
+KEYGOV_SESSION_IDLE_MINUTES = env_int("KEYGOV_SESSION_IDLE_MINUTES", 30, minimum=1)
+KEYGOV_SESSION_MAX_HOURS = env_int("KEYGOV_SESSION_MAX_HOURS", 12, minimum=1)
+# keygov's middleware enforces both; the cookie and the stored session outlive neither.
+SESSION_COOKIE_AGE = KEYGOV_SESSION_MAX_HOURS * 3600
+# Sign-ins refused for a username from an address after this many failures, until this many
+# minutes have passed since the last failure.
+KEYGOV_LOGIN_FAILURE_LIMIT = env_int("KEYGOV_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+KEYGOV_LOGIN_LOCKOUT_MINUTES = env_int("KEYGOV_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# Behind a proxy: the client's address is the last X-Forwarded-For entry (the proxy must append
+# to that header). Off: the address the connection comes from.
+KEYGOV_TRUST_X_FORWARDED_FOR = env_bool("KEYGOV_TRUST_X_FORWARDED_FOR", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -72,17 +118,25 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "inventory",
+    # The security log and the login rate limit (keygov/apps.py).
+    "keygov.apps.KeygovConfig",
     "inventory.api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files, answered before anything else runs (docs/security.md).
+    "keygov.staticfiles.StaticFilesMiddleware",
+    "keygov.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "keygov.security.SessionTimeoutMiddleware",
+    "keygov.security.LoginThrottleMiddleware",
+    "keygov.security.PrivateResponseMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -149,6 +203,19 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+# whitenoise serves the static files from the app. With KEYGOV_STATIC_MANIFEST on (the Docker
+# image, after `collectstatic`): compressed copies under hashed names, cached for a year. Off (the
+# embedded default, the tests): straight from the source folders, no collectstatic needed.
+KEYGOV_STATIC_MANIFEST = env_bool("KEYGOV_STATIC_MANIFEST", False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if KEYGOV_STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not KEYGOV_STATIC_MANIFEST
 
 DJANGO_TABLES2_TEMPLATE = "generic/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table table-sm table-hover align-middle mb-0"}
@@ -331,6 +398,23 @@ for _region in KEYGOV_CLOUDTRAIL_REGIONS:
 # --- Celery ---------------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
+# The login rate limit's counts (keygov/security.py) live in Redis when there is one, so that all
+# gunicorn workers share them; short timeouts, because a login must not wait on a hung Redis (the
+# limit then fails open). The default cache stays in each process: pages must not need Redis, and
+# clearing it must never empty the Celery broker's database.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "keygov-throttle",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
+}
 KEYGOV_COLLECT_CRON = env_str("KEYGOV_COLLECT_CRON", "0 */6 * * *")
 KEYGOV_COLLECT_SCHEDULE = parse_cron("KEYGOV_COLLECT_CRON", KEYGOV_COLLECT_CRON)
 # Hard limit of one account's collection; the account's collection lease lasts a little longer,
