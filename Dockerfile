@@ -18,10 +18,16 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 # The project itself, installed in place: settings find templates/ and static/ next to keygov/.
 COPY . .
+# Static files: compressed copies under hashed names in /app/var/staticfiles, served by whitenoise
+# (KEYGOV_STATIC_MANIFEST). Loading the settings needs a signing key: a throwaway one, never used
+# at run time (compose sets the real KEYGOV_SECRET_KEY).
 RUN pip install --no-deps -e . \
     && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home keygov \
     && mkdir -p /app/var \
-    && chown keygov:keygov /app/var
+    && KEYGOV_STATIC_MANIFEST=true KEYGOV_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+        python manage.py collectstatic --noinput -v 0 \
+    && chown -R keygov:keygov /app/var
+ENV KEYGOV_STATIC_MANIFEST=true
 
 USER keygov
 EXPOSE 8000
