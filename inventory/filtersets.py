@@ -79,6 +79,7 @@ class AccessKeyFilterSet(django_filters.FilterSet):
     two_active_keys = django_filters.BooleanFilter(
         method="filter_two_active_keys", label="User has 2 active keys", widget=_YES_NO
     )
+    unapproved = django_filters.BooleanFilter(label="Created without approval", widget=_YES_NO)
     deleted = django_filters.ChoiceFilter(
         method="filter_deleted",
         label="Deleted keys",

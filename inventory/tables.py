@@ -37,6 +37,8 @@ def _flags(record) -> str:
         flags.append(("text-bg-warning", "2 active keys", "Its IAM user holds two active keys"))
     if record.is_root:
         flags.append(("text-bg-danger", "root", "A root-account key: always critical"))
+    if record.unapproved:
+        flags.append(("text-bg-danger", "unapproved", "Created without an approved key request"))
     return format_html_join(
         "",
         ' <span class="badge rounded-pill {}" title="{}">{}</span>',

@@ -335,6 +335,16 @@ def _overdue(account: Account | None, owner: str | None):
     return keys
 
 
+def unapproved_keys(account: Account | None = None, owner: str | None = None) -> int:
+    """Keys that appeared without an approved key request (a partial index holds them)."""
+    keys = AccessKey.objects.filter(unapproved=True, deleted=False)
+    if account is not None:
+        keys = keys.filter(account=account)
+    if owner is not None:
+        keys = keys.filter(user__owner=owner.lower())
+    return keys.count()
+
+
 def overdue_by_account(
     *, account: Account | None = None, owner: str | None = None, top: int = TOP
 ) -> list[dict]:

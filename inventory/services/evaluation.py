@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from inventory.choices import (
@@ -63,9 +63,11 @@ def global_policy() -> RotationPolicy:
 
 
 def effective_policy(account: Account) -> Policy:
-    """The account's override, or the global policy."""
-    override = RotationPolicy.objects.filter(account=account).first()
-    return (override or global_policy()).rules()
+    """The account's override, or the global policy (one query when the global one exists)."""
+    # NULLS LAST: the override (account set) comes before the global policy.
+    rows = RotationPolicy.objects.filter(Q(account=account) | Q(account__isnull=True))
+    found = rows.order_by(F("account").asc(nulls_last=True)).first()
+    return (found or global_policy()).rules()
 
 
 def _facts(row: dict) -> KeyFacts:

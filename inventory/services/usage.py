@@ -279,8 +279,11 @@ class UsageView:
     running: bool
 
 
-def usage_of(key: AccessKey, now: datetime | None = None) -> UsageView:
-    """The latest lookup of ``key`` and the verdict (two queries: the lookup and the policy)."""
+def usage_of(
+    key: AccessKey, now: datetime | None = None, policy: Policy | None = None
+) -> UsageView:
+    """The latest lookup of ``key`` and the verdict (two queries: the lookup and the policy,
+    unless the caller has the account's ``policy`` already)."""
     now = now or timezone.now()
     lookup = latest_lookup(key)
     summary = lookup.summary if lookup is not None and lookup.summary else None
@@ -296,7 +299,7 @@ def usage_of(key: AccessKey, now: datetime | None = None) -> UsageView:
     trail_last = (
         datetime.fromisoformat(summary["last_seen"]) if summary and summary["last_seen"] else None
     )
-    policy = effective_policy(key.account)
+    policy = policy or effective_policy(key.account)
     return UsageView(
         key=key,
         lookup=lookup,

@@ -24,6 +24,7 @@ from inventory.forms import ExceptionRequestForm, MigrationForm
 from inventory.models import (
     AccessKey,
     KeyObservation,
+    KeyRequest,
     PolicyException,
     RotationPolicy,
 )
@@ -42,6 +43,7 @@ from inventory.tables import (
     StreamingTableExport,
 )
 from inventory.views.base import ObjectListView, RoleRequiredMixin, role_required
+from inventory.views.usage import usage_context
 
 # How much of a key's history its page shows: about a month at four collections a day.
 TIMELINE_LENGTH = 120
@@ -252,7 +254,16 @@ class AccessKeyDetailView(RoleRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         key = _get_key(kwargs["access_key_id"])
-        return {**super().get_context_data(**kwargs), **key_page_context(self.request, key)}
+        context = key_page_context(self.request, key)
+        return {
+            **super().get_context_data(**kwargs),
+            **context,
+            # Where is it used: the CloudTrail lookup panel (inventory/views/usage.py).
+            **usage_context(self.request, key, policy=context["policy"]),
+            "key_request": (
+                KeyRequest.objects.select_related("decided_by").filter(access_key=key).first()
+            ),
+        }
 
 
 @role_required(OWNER)

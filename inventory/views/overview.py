@@ -89,6 +89,7 @@ class OverviewView(RoleRequiredMixin, TemplateView):
             age_rows=dashboard.chart_rows(charts["ages"]) if "ages" in charts else [],
             top=dashboard.TOP,
             failed_accounts=list(failed[:50]),
+            unapproved_keys=dashboard.unapproved_keys(account=account, owner=owner),
             collect_cron=settings.KEYGOV_COLLECT_CRON,
             # The empty states: no account at all, or no complete collection yet.
             has_accounts=view.kpis is not None or Account.objects.exists(),

@@ -56,9 +56,10 @@ def _rows(summary: dict) -> list[dict]:
     return tables
 
 
-def usage_context(request, key: AccessKey) -> dict:
-    """What ``inventory/_key_usage.html`` needs; the key page includes the partial with it."""
-    view: UsageView = usage.usage_of(key)
+def usage_context(request, key: AccessKey, policy=None) -> dict:
+    """What ``inventory/_key_usage.html`` needs; the key page includes the partial with it
+    (and hands over the account's policy, which it has read already)."""
+    view: UsageView = usage.usage_of(key, policy=policy)
     summary = view.lookup.summary if view.lookup and view.lookup.summary else None
     return {
         "key": key,
