@@ -3,7 +3,7 @@ declares the lowest role that may use it (tests/test_access.py walks them all)."
 
 from django.urls import path
 
-from inventory.views import accounts, governance, health, keys, overview
+from inventory.views import accounts, governance, health, keys, metrics, overview
 from inventory.views import requests as request_views
 from inventory.views import usage as usage_views
 
@@ -49,4 +49,6 @@ urlpatterns = [
     path("requests/<int:pk>/retry/", request_views.retry, name="keyrequest_retry"),
     # For load balancers: no login.
     path("health/", health.health, name="health"),
+    # For Prometheus: a bearer token (KEYGOV_METRICS_TOKEN), no login; 404 when unset.
+    path("metrics", metrics.metrics, name="metrics"),
 ]

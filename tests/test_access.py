@@ -55,6 +55,9 @@ MATRIX = {
     "login": ("GET", None, None, _everyone(OK)),
     "logout": ("POST", None, None, _everyone(FOUND)),
     "inventory:health": ("GET", None, None, _everyone(OK)),
+    # Off without KEYGOV_METRICS_TOKEN; with it, the bearer token alone opens it, never a
+    # session (tests/test_metrics.py).
+    "inventory:metrics": ("GET", None, None, _everyone(404)),
     "inventory:overview": ("GET", None, None, _from(VIEWER, OK)),
     "inventory:accesskey_list": ("GET", None, None, _from(VIEWER, OK)),
     "inventory:accesskey_detail": ("GET", "own_key", None, _from(VIEWER, OK)),
