@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 
 from inventory.models import Account, IamUser
+from inventory.widgets import FastSelect
 
 
 class KeyRequestForm(forms.Form):
@@ -16,7 +17,7 @@ class KeyRequestForm(forms.Form):
         queryset=Account.objects.order_by("name", "account_id"),
         to_field_name="account_id",
         empty_label="Choose an account",
-        widget=forms.Select(attrs={"class": "form-select"}),
+        widget=FastSelect(attrs={"class": "form-select"}),
     )
     user_name = forms.CharField(
         label="IAM user",
