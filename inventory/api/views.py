@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -51,6 +52,9 @@ class ApiViewSet(viewsets.GenericViewSet):
     required_role = "viewer"
     action_roles: dict[str, str] = {}
     keyset: tuple[str, ...] = ("id",)
+    # Any one path segment reaches the view, which answers a JSON 404 for an id that is not one
+    # (rather than Django's HTML page for a URL that matches nothing).
+    lookup_value_regex = "[^/]+"
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
@@ -91,7 +95,6 @@ class AccessKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiView
     filterset_class = AccessKeyFilterSet
     serializer_class = s.AccessKeySerializer
     lookup_field = "access_key_id"
-    lookup_value_regex = "[^/]+"
     # The keys table's default order, on the (created, id) index of the keys that exist.
     keyset = ("created", "id")
     action_roles = {"migration": OWNER, "withdraw_migration": OWNER}
@@ -172,7 +175,6 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
     filterset_class = AccountFilterSet
     serializer_class = s.AccountSerializer
     lookup_field = "account_id"
-    lookup_value_regex = "[^/]+"
     keyset = ("name", "account_id")
 
 
@@ -274,9 +276,17 @@ def _scope(query: dict) -> dict:
     }
 
 
+class OneObjectSchema(AutoSchema):
+    """``list`` here answers one object (the KPIs), not a list of them."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+
 class KpiViewSet(ApiViewSet):
     """KPIs now (computed from the current keys) and their daily trend (from the roll-ups)."""
 
+    schema = OneObjectSchema()
     pagination_class = None
     filter_backends: list = []
     serializer_class = s.CurrentKpisSerializer
