@@ -7,7 +7,7 @@ from django.forms.utils import flatatt
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-SELECTED = mark_safe(" selected")
+SELECTED = mark_safe(" selected")  # nosec B308  # constant markup
 
 
 class FastSelect(forms.Select):
