@@ -26,6 +26,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -102,21 +103,21 @@ def max_snapshot_age() -> timedelta:
 def check_snapshot(now: datetime) -> dict:
     limit = max_snapshot_age()
     result: dict = {"max_age_seconds": int(limit.total_seconds())}
+    latest = (
+        Snapshot.objects.filter(account=OuterRef("pk"), status=SnapshotStatus.COMPLETE)
+        .order_by("-started_at")
+        .values("finished_at")[:1]
+    )
     try:
-        # Newest by id (the primary key's index read backwards, stopping at the first complete
-        # run): snapshots are created in the order they start.
-        finished = (
-            Snapshot.objects.filter(status=SnapshotStatus.COMPLETE)
-            .order_by("-pk")
-            .values_list("finished_at", flat=True)
-            .first()
-        )
-        waiting = (
-            finished is None
-            and Account.objects.filter(enabled=True, created_at__lt=now - limit).exists()
+        # Each account's newest complete run is one probe of the (account, status, -started_at)
+        # index: a few milliseconds for 500 accounts, however long the history.
+        row = Account.objects.annotate(last=Subquery(latest)).aggregate(
+            newest=Max("last"),
+            waiting=Count("pk", filter=Q(enabled=True, created_at__lt=now - limit)),
         )
     except Exception as exc:  # the database check says why
         return {"ok": False, "error": _error(exc), **result}
+    finished, waiting = row["newest"], row["waiting"]
     if finished is None:
         result["age_seconds"] = None
         if waiting:
