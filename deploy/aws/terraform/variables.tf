@@ -12,7 +12,8 @@ variable "external_id" {
   type        = string
   sensitive   = true
   validation {
-    condition     = can(regex("^[\\w+=,.@:/-]{2,1224}$", var.external_id))
+    # Lengths apart: Terraform's regular expressions (RE2) repeat at most 1,000 times.
+    condition     = length(var.external_id) >= 2 && length(var.external_id) <= 1224 && can(regex("^[\\w+=,.@:/-]+$", var.external_id))
     error_message = "external_id must be 2 to 1224 of letters, digits and +=,.@:/-"
   }
 }
