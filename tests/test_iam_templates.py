@@ -242,3 +242,19 @@ def test_it_keeps_the_terraform_module_parseable_and_formatted():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_scopes_the_write_role_to_a_user_path_and_the_secret_prefix():
+    template = check.load_cfn()
+    policy = template["Resources"]["WriteRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+
+    resources = {s["Sid"]: s["Resource"]["Fn::Sub"] for s in policy["Statement"]}
+
+    assert resources == {
+        "KeygovWriteAccessKeys": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${WriteUserPath}*",
+        "KeygovWriteSecrets": (
+            "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:${SecretNamePrefix}*"
+        ),
+    }
+    assert template["Parameters"]["WriteUserPath"]["Default"] == "/"
+    assert template["Parameters"]["SecretNamePrefix"]["Default"] == "keygov/"
