@@ -146,6 +146,78 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
+# --- Single sign-on (docs/sso.md) -----------------------------------------------------------
+
+# OpenID Connect sign-in with the company's identity provider, on when KEYGOV_OIDC_ISSUER is set.
+# Local accounts keep working: Django's own backend is asked first.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Client secrets and tokens travel to these URLs: https://, or http:// on this machine only.
+_OIDC_URL = r"https://\S+|http://(127\.0\.0\.1|localhost)(:\d+)?(/\S*)?"
+_OIDC_URL_WHAT = "an https:// URL (required with KEYGOV_OIDC_ISSUER)"
+KEYGOV_OIDC_ISSUER = env_match("KEYGOV_OIDC_ISSUER", "", f"({_OIDC_URL})?", "an https:// URL")
+KEYGOV_OIDC_ENABLED = bool(KEYGOV_OIDC_ISSUER)
+KEYGOV_OIDC_ROLES = ("viewer", "owner", "approver", "admin")
+
+
+def _oidc_role_map(raw: str) -> dict[str, list[str]]:
+    """KEYGOV_OIDC_ROLE_MAP, ``group=role,...``: the identity provider's group → keygov roles."""
+    mapping: dict[str, set[str]] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        group, _, role = item.rpartition("=")  # a group name may itself hold "="
+        if not group.strip() or role.strip().lower() not in KEYGOV_OIDC_ROLES:
+            raise ImproperlyConfigured(
+                f"KEYGOV_OIDC_ROLE_MAP: {item.strip()!r} is not group=role with a role of "
+                f"{', '.join(KEYGOV_OIDC_ROLES)}"
+            )
+        mapping.setdefault(group.strip(), set()).add(role.strip().lower())
+    if not mapping:
+        raise ImproperlyConfigured(
+            "KEYGOV_OIDC_ROLE_MAP must map at least one group to a role with KEYGOV_OIDC_ISSUER, "
+            "e.g. keygov-viewers=viewer,keygov-admins=admin"
+        )
+    return {group: sorted(roles) for group, roles in mapping.items()}
+
+
+if KEYGOV_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("keygov.oidc.KeygovOIDCBackend")
+    OIDC_RP_CLIENT_ID = env_str("KEYGOV_OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = env_str("KEYGOV_OIDC_CLIENT_SECRET")
+    for _name, _value in (
+        ("KEYGOV_OIDC_CLIENT_ID", OIDC_RP_CLIENT_ID),
+        ("KEYGOV_OIDC_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(f"{_name} must be set with KEYGOV_OIDC_ISSUER")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_match(
+        "KEYGOV_OIDC_AUTHORIZATION_ENDPOINT", "", _OIDC_URL, _OIDC_URL_WHAT
+    )
+    OIDC_OP_TOKEN_ENDPOINT = env_match("KEYGOV_OIDC_TOKEN_ENDPOINT", "", _OIDC_URL, _OIDC_URL_WHAT)
+    OIDC_OP_USER_ENDPOINT = env_match(
+        "KEYGOV_OIDC_USERINFO_ENDPOINT", "", _OIDC_URL, _OIDC_URL_WHAT
+    )
+    OIDC_RP_SIGN_ALGO = env_choice(
+        "KEYGOV_OIDC_SIGN_ALGO", "RS256", ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256")
+    )
+    # HS256: the ID token is signed with the client secret, no key set to fetch.
+    if OIDC_RP_SIGN_ALGO != "HS256":
+        OIDC_OP_JWKS_ENDPOINT = env_match("KEYGOV_OIDC_JWKS_URI", "", _OIDC_URL, _OIDC_URL_WHAT)
+    OIDC_RP_SCOPES = env_match(
+        "KEYGOV_OIDC_SCOPES",
+        "openid email profile groups",
+        r"(\S+ )*openid( \S+)*",
+        "a space-separated list of scopes that includes openid",
+    )
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = 10
+    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+    KEYGOV_OIDC_GROUPS_CLAIM = env_match(
+        "KEYGOV_OIDC_GROUPS_CLAIM", "groups", r"[\w.:/-]+", "a claim name such as groups"
+    )
+    KEYGOV_OIDC_ROLE_MAP = _oidc_role_map(env_str("KEYGOV_OIDC_ROLE_MAP"))
+    KEYGOV_OIDC_PROVIDER_NAME = env_str("KEYGOV_OIDC_PROVIDER_NAME", "single sign-on")[:60]
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

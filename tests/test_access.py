@@ -19,6 +19,8 @@ from django.utils import timezone
 from inventory.models import Finding, KeyRequest, PolicyException
 from inventory.roles import ADMIN, APPROVER, OWNER, VIEWER
 from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
+from tests.oidc_stub import DUMMY_ENV as SSO_ENV
+from tests.oidc_stub import oidc_enabled
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +130,15 @@ MATRIX = {
     "api:kpi-trend": ("GET", None, None, _api(VIEWER, OK)),
 }
 
+# Single sign-on's URLs exist only with KEYGOV_OIDC_ISSUER set (docs/sso.md): these rows are
+# checked with it set, against an issuer no request reaches (tests/oidc_stub.py). Open to all: the
+# first sends anyone to the provider, the second (with no code from it) to the login page. The
+# sign-in itself is tested against a provider run in the test (tests/test_oidc.py).
+SSO_MATRIX = {
+    "oidc_authentication_init": ("GET", None, None, _everyone(FOUND)),
+    "oidc_authentication_callback": ("GET", None, None, _everyone(FOUND)),
+}
+
 # Actions on a key someone else owns: an owner is refused, an approver is not.
 OTHERS_KEY = {
     "inventory:accesskey_migration": (
@@ -162,6 +173,16 @@ def test_it_declares_the_access_of_every_url():
         for name in _patterns(get_resolver())
         if name not in MATRIX and not name.startswith("admin:")
     ]
+    assert not undeclared, f"add these URL patterns to tests/test_access.py's MATRIX: {undeclared}"
+
+
+def test_it_declares_the_access_of_every_url_with_single_sign_on():
+    with oidc_enabled(SSO_ENV):
+        names = _patterns(get_resolver())
+    undeclared = [
+        name for name in names if name not in MATRIX | SSO_MATRIX and not name.startswith("admin:")
+    ]
+    assert set(SSO_MATRIX) <= set(names)
     assert not undeclared, f"add these URL patterns to tests/test_access.py's MATRIX: {undeclared}"
 
 
@@ -252,6 +273,20 @@ def test_it_gives_each_visitor_the_declared_status(client, world, name, visitor)
     path = reverse(name, args=args[arg] if arg else None)
 
     response = _request(client, people, visitor, method, path, data)
+
+    _check(response, statuses[visitor], path)
+
+
+@pytest.mark.parametrize("visitor", VISITORS)
+@pytest.mark.parametrize("name", sorted(SSO_MATRIX))
+def test_it_gives_each_visitor_the_declared_status_with_single_sign_on(
+    client, world, name, visitor
+):
+    people, _ = world
+    method, _, data, statuses = SSO_MATRIX[name]
+    with oidc_enabled(SSO_ENV):
+        path = reverse(name)
+        response = _request(client, people, visitor, method, path, data)
 
     _check(response, statuses[visitor], path)
 
