@@ -30,7 +30,7 @@ from django.test import override_settings
 from django.urls import clear_url_caches
 
 CLIENT_ID = "keygov-test"
-CLIENT_SECRET = "stub-client-secret-0123456789"
+CLIENT_SECRET = "stub-client-secret-0123456789abcdef"
 ROLE_MAP = "keygov-viewers=viewer,keygov-owners=owner,keygov-approvers=approver,keygov-admins=admin"
 # Single sign-on on, against an issuer that no request reaches (for tests that only need the
 # URL patterns and the redirect to the provider).
@@ -58,6 +58,9 @@ class OIDCStub:
     def __init__(self) -> None:
         self.key = _new_key()
         self.signing_key = self.key
+        self.algorithm = "RS256"
+        # Claims put into (or over) the next ID tokens' own: {"aud": "someone-else"}, ...
+        self.token_claims: dict = {}
         self.kid = "stub-key-1"
         self.person: dict = {}
         self.codes: dict[str, dict] = {}
@@ -141,9 +144,10 @@ class OIDCStub:
             "exp": now + 300,
             "nonce": grant["nonce"],
             **person,
+            **self.token_claims,
         }
         id_token = jwt.encode(
-            claims, self.signing_key, algorithm="RS256", headers={"kid": self.kid}
+            claims, self.signing_key, algorithm=self.algorithm, headers={"kid": self.kid}
         )
         access_token = secrets.token_urlsafe(16)
         self.tokens[access_token] = person

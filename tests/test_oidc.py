@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 
 from inventory.roles import ADMIN, OWNER, VIEWER
 from tests.gov_factories import AccessKeyFactory, AccountFactory, IamUserFactory, person
-from tests.oidc_stub import OIDCStub, oidc_enabled, settings_from_env
+from tests.oidc_stub import CLIENT_SECRET, OIDCStub, oidc_enabled, settings_from_env
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def stub():
 def sso(stub):
     """keygov started with single sign-on against the stub; the stub's person is Alice."""
     stub.person = dict(ALICE)
-    stub.signing_key = stub.key
+    stub.signing_key, stub.algorithm, stub.token_claims = stub.key, "RS256", {}
     with oidc_enabled(stub.env):
         yield stub
 
@@ -184,6 +184,62 @@ def test_it_refuses_an_id_token_with_a_bad_signature(client, sso, caplog):
     assert "sso_login_failed" in caplog.text and "JWS token verification failed" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"iss": "https://idp.example.com"}, "ID token issued by 'https://idp.example.com'"),
+        ({"aud": "another-client"}, "ID token issued for another client"),
+        ({"exp": 1_000_000_000}, "ExpiredSignatureError"),
+        ({"nonce": "not-the-one-sent"}, "JWT Nonce verification failed"),
+    ],
+)
+def test_it_refuses_an_id_token_not_meant_for_keygov(client, sso, caplog, claims, reason):
+    sso.token_claims = claims
+    caplog.set_level(logging.INFO, logger="keygov.security")
+
+    response = sign_in(client, sso)
+
+    assert response["Location"] == reverse("login")
+    assert not User.objects.exists()
+    assert reason in caplog.text
+
+
+def test_it_refuses_an_id_token_signed_with_another_algorithm(client, sso, caplog):
+    """GIVEN a token signed HS256 with the client secret, which an attacker who knew the secret
+    could forge, while keygov expects RS256
+    WHEN Alice signs in
+    THEN it is refused: the provider publishes no key for that algorithm (and the library would
+    refuse any algorithm but the configured one next)."""
+    sso.signing_key, sso.algorithm = CLIENT_SECRET, "HS256"
+    caplog.set_level(logging.INFO, logger="keygov.security")
+
+    response = sign_in(client, sso)
+
+    assert response["Location"] == reverse("login")
+    assert not User.objects.exists()
+    assert "sso_login_failed" in caplog.text
+    assert "SuspiciousOperation: Could not find a valid JWKS" in caplog.text
+
+
+def test_it_never_sends_a_password_sign_in_to_the_provider(client, sso):
+    """GIVEN single sign-on on and a code and state for it in the login page's query string
+    WHEN someone posts the password form there
+    THEN the provider's token endpoint is not called: only the callback uses the provider."""
+    start = client.get(reverse("oidc_authentication_init"))
+    back = urlsplit(
+        requests.get(start["Location"], allow_redirects=False, timeout=5).headers["Location"]
+    )
+    calls = len(sso.token_requests)
+
+    response = client.post(
+        f"{reverse('login')}?{back.query}", {"username": "alice", "password": "wrong-password"}
+    )
+
+    assert response.status_code == 200  # the form again, with its error
+    assert len(sso.token_requests) == calls
+    assert not User.objects.exists()
+
+
 def test_it_refuses_an_email_the_provider_has_not_verified(client, sso, caplog):
     sso.person["email_verified"] = False
     caplog.set_level(logging.INFO, logger="keygov.security")
@@ -308,3 +364,17 @@ def test_it_leaves_single_sign_on_off_without_an_issuer():
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(stub, variable, value, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         settings_from_env({**stub.env, variable: value})
+
+
+def test_it_accepts_id_tokens_signed_with_the_client_secret_when_told_to(client, sso):
+    """GIVEN keygov configured for HS256 (no JWKS) and a provider signing with the client secret
+    WHEN Alice signs in
+    THEN she is signed in."""
+    sso.signing_key, sso.algorithm = CLIENT_SECRET, "HS256"
+    env = {**sso.env, "KEYGOV_OIDC_SIGN_ALGO": "HS256", "KEYGOV_OIDC_JWKS_URI": ""}
+
+    with oidc_enabled(env):
+        response = sign_in(client, sso)
+
+    assert response["Location"] == "/"
+    assert roles(User.objects.get(username="alice")) == {VIEWER}
