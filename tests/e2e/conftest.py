@@ -10,8 +10,8 @@ throwaway PostgreSQL database, a Redis database of their own and moto in server 
   are stopped at the end of the test (SIGTERM to the process group, then SIGKILL), and the logs'
   tails are printed when the test failed.
 
-The Redis database is ``KEYGOV_E2E_REDIS_DB`` (default 13) on the server of ``REDIS_URL``,
-emptied at the start of each test. Needs PostgreSQL and Redis: skipped without them.
+Redis is a redis-server of the session's own (``e2e_redis``), emptied at the start of each test.
+Needs PostgreSQL and Redis: skipped without them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import http.client
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -329,8 +330,9 @@ class Stack:
             "from inventory.models import Account\n"
             "Account.objects.update(enabled=False)\n"
             f"for name, account_id in {ids!r}.items():\n"
-            "    Account.objects.create(account_id=account_id, name=name,"
-            " role_arn=f'arn:aws:iam::{account_id}:role/KeygovRead', external_id='keygov-test')\n"
+            "    Account.objects.update_or_create(account_id=account_id, defaults=dict(name=name,"
+            " enabled=True, role_arn=f'arn:aws:iam::{account_id}:role/KeygovRead',"
+            " external_id='keygov-test'))\n"
         )
         self.manage("shell", "-c", code)
 
@@ -356,10 +358,46 @@ class Stack:
                     pass
 
 
-def e2e_redis_url() -> str:
-    """``REDIS_URL``'s server, database ``KEYGOV_E2E_REDIS_DB`` (13): emptied, for this test."""
-    parts = urlsplit(os.environ["REDIS_URL"])
-    url = urlunsplit(parts._replace(path=f"/{os.environ.get('KEYGOV_E2E_REDIS_DB', '13')}"))
+@pytest.fixture(scope="session")
+def e2e_redis(tmp_path_factory):
+    """A redis-server of this session's own on a free port (no persistence): other test runs
+    on this machine share its Redis, and a FLUSHDB of theirs must not empty our queue (nor
+    ours theirs). Without the redis-server binary: database KEYGOV_E2E_REDIS_DB (13) of the
+    server of REDIS_URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        parts = urlsplit(os.environ["REDIS_URL"])
+        yield urlunsplit(parts._replace(path=f"/{os.environ.get('KEYGOV_E2E_REDIS_DB', '13')}"))
+        return
+    port = free_port()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (LOGS / "redis-server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--daemonize", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1)
+
+        def up():
+            try:
+                return client.ping()
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 15, what="the session's redis-server")
+        client.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def emptied(url: str) -> str:
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
@@ -374,10 +412,10 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def stack(request, e2e_database, moto_server, tmp_path):
+def stack(request, e2e_database, e2e_redis, moto_server, tmp_path):
     env = _base_env() | {
         "DATABASE_URL": e2e_database,
-        "REDIS_URL": e2e_redis_url(),
+        "REDIS_URL": emptied(e2e_redis),
         "AWS_ENDPOINT_URL": moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",  # moto's dummy credentials
