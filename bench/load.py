@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -128,6 +129,7 @@ def sweep(args, env: dict, logdir: Path) -> dict:
     from celery import Celery
 
     moto = start_moto()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     db_url = with_path(env["DATABASE_URL"], f"/{SWEEP_DB}")
     try:
         t0 = time.perf_counter()
@@ -202,7 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent HTTP clients")
     parser.add_argument("--duration", type=float, default=60, help="load seconds")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument(
+        "--workers", type=int, default=3, help="gunicorn workers (compose: WEB_CONCURRENCY=3)"
+    )
     parser.add_argument("--accounts", type=int, default=50, help="emulated accounts to sweep")
     parser.add_argument("--users", type=int, default=50, help="users (one key each) per account")
     parser.add_argument("--sweep-timeout", type=float, default=600, help="seconds")
@@ -243,7 +247,10 @@ def main() -> None:
     if not args.no_load:
         workers = start_workers(env, logdir, "load")
         try:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             load = pages.run_load(paths, args.clients, args.duration, args.workers)
+            # The clients share the 2 cores with the server: their own CPU share, warm-up included.
+            load["client_cpu_share"] = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         finally:
             for proc in workers:
                 stop(proc)
@@ -266,6 +273,10 @@ def main() -> None:
             f"{'all':64} {load['requests']:6} {load['p50_ms']:8.0f}   "
             f"{load['rps']:.1f} req/s, p95 {load['p95_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms, "
             f"max {load['max_ms']:.0f} ms, errors {load['errors']} {load['error_kinds'] or ''}"
+        )
+        print(
+            f"the load generator itself used {load['client_cpu_share']:.2f} of the 2 cores; "
+            f"load average {load['loadavg_1m_before']:.2f} before, {load['loadavg_1m_after']:.2f} after"
         )
         print(
             f"target: no errors and p95 < {TARGET_P95_MS} ms: "
