@@ -1,8 +1,9 @@
 """The compose stack without Docker: gunicorn, Celery workers and beat as subprocesses, on a
 throwaway PostgreSQL database, a Redis database of their own and moto in server mode.
 
-- ``e2e_database`` (session): ``keygov_e2e_<pid>`` on the server of ``DATABASE_URL``, migrated
-  with ``manage.py migrate``, with an admin and a viewer; dropped at the end.
+- ``e2e_database`` (session): ``keygov_e2e_<pid>_template`` on the server of ``DATABASE_URL``,
+  migrated with ``manage.py migrate``, with an admin and a viewer; each test runs on a copy,
+  ``keygov_e2e_<pid>`` (CREATE DATABASE ... TEMPLATE), dropped after it.
 - ``stack`` (per test): starts processes (``stack.gunicorn()``, ``stack.worker()``,
   ``stack.beat()``, or any command with ``stack.start``) with the compose environment
   (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL and dummy credentials, KEYGOV_SECRET_KEY,
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -156,23 +158,39 @@ for name, group in (("e2e-admin", "admin"), ("e2e-viewer", "viewer")):
 
 @pytest.fixture(scope="session")
 def e2e_database():
-    """A migrated database of its own, with users ``e2e-admin`` and ``e2e-viewer``."""
+    """A migrated template database, with users ``e2e-admin`` and ``e2e-viewer``; each test
+    gets a copy of its own (``fresh_database``)."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         pytest.skip("the end-to-end tests need PostgreSQL (DATABASE_URL=postgres://...)")
     if not os.environ.get("REDIS_URL"):
         pytest.skip("the end-to-end tests need Redis (REDIS_URL)")
-    name = f"keygov_e2e_{os.getpid()}"
+    name = f"keygov_e2e_{os.getpid()}_template"
     admin_url = _with_db(url, "postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = _with_db(url, name)
     try:
-        env = _base_env() | {"DATABASE_URL": db_url}
+        env = _base_env() | {"DATABASE_URL": _with_db(url, name)}
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "shell", "-c", SETUP_USERS)
-        yield db_url
+        yield _with_db(url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_database(template_url: str):
+    """``keygov_e2e_<pid>``: a copy of the template, dropped afterwards (connections and all)."""
+    template = urlsplit(template_url).path.lstrip("/")
+    name = template.removesuffix("_template")
+    admin_url = _with_db(template_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _with_db(template_url, name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -324,11 +342,9 @@ class Stack:
         return sql(self.db_url, query, params)
 
     def add_accounts(self, ids: dict[str, str]) -> None:
-        """Register moto's member accounts (name: id) through the read role; disable the
-        accounts of earlier tests (their moto state is gone)."""
+        """Register moto's member accounts (name: id) through the read role."""
         code = (
             "from inventory.models import Account\n"
-            "Account.objects.update(enabled=False)\n"
             f"for name, account_id in {ids!r}.items():\n"
             "    Account.objects.update_or_create(account_id=account_id, defaults=dict(name=name,"
             " enabled=True, role_arn=f'arn:aws:iam::{account_id}:role/KeygovRead',"
@@ -413,25 +429,26 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def stack(request, e2e_database, e2e_redis, moto_server, tmp_path):
-    env = _base_env() | {
-        "DATABASE_URL": e2e_database,
-        "REDIS_URL": emptied(e2e_redis),
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # moto's dummy credentials
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "KEYGOV_DATA_DIR": str(tmp_path),
-    }
-    s = Stack(request.node.name, env, e2e_database, env["REDIS_URL"], tmp_path)
-    try:
-        yield s
-    finally:
-        s.stop_all()
-        failed = any(
-            getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
-            for when in ("setup", "call")
-        )
-        if failed:
-            for proc in s.procs:
-                print(f"\n----- {proc.name} ({proc.log}), last lines -----")
-                print("\n".join(proc.text().splitlines()[-60:]))
+    with fresh_database(e2e_database) as db_url:
+        env = _base_env() | {
+            "DATABASE_URL": db_url,
+            "REDIS_URL": emptied(e2e_redis),
+            "AWS_ENDPOINT_URL": moto_server,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # moto's dummy credentials
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "KEYGOV_DATA_DIR": str(tmp_path),
+        }
+        s = Stack(request.node.name, env, db_url, env["REDIS_URL"], tmp_path)
+        try:
+            yield s
+        finally:
+            s.stop_all()
+            failed = any(
+                getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+                for when in ("setup", "call")
+            )
+            if failed:
+                for proc in s.procs:
+                    print(f"\n----- {proc.name} ({proc.log}), last lines -----")
+                    print("\n".join(proc.text().splitlines()[-60:]))
