@@ -346,17 +346,24 @@ def start_gunicorn(port: int, workers: int, log) -> subprocess.Popen:
     proc = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    # Readiness, not health: the data set's snapshots are as old as its generation, so the full
+    # /health/ (which checks the age of the last collection) answers 503.
+    ready = "/health/?only=database"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log.name}")
-        try:
-            if request(port, "GET", "/health/", timeout=5)[0] == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"gunicorn did not answer /health/ within 60 s; see {log.name}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log.name}")
+            try:
+                if request(port, "GET", ready, timeout=5)[0] == 200:
+                    return proc
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"gunicorn did not answer {ready} within 60 s; see {log.name}")
+    except BaseException:
+        stop_gunicorn(proc)  # never leave a server behind
+        raise
 
 
 def stop_gunicorn(proc: subprocess.Popen) -> None:
