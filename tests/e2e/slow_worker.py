@@ -1,6 +1,7 @@
 """keygov's Celery app for the fault tests, with every collection held for
 ``KEYGOV_E2E_HOLD_SECONDS`` once it has started (its snapshot running, its account leased), before
-it reads AWS: a test can then kill the worker in the middle of a collection.
+it reads AWS: a test can then kill the worker in the middle of a collection. Only when that
+variable is set: importing the module elsewhere changes nothing.
 
     celery -A tests.e2e.slow_worker worker ...
 """
@@ -29,6 +30,8 @@ def _held_read_account(account, *, session=None, progress=None):
     return _read_account(account, session=session, progress=progress)
 
 
-collection.read_account = _held_read_account
+# Only in the worker started for it (never in a process that merely imports this module).
+if os.environ.get("KEYGOV_E2E_HOLD_SECONDS"):
+    collection.read_account = _held_read_account
 
 __all__ = ["app"]
