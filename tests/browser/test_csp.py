@@ -42,7 +42,8 @@ def watched(page):
             problems.append(f"HTTP {response.status}: {response.url}")
 
     def console(message):
-        # keygov has no favicon; the browser asks for one anyway.
+        # keygov's pages name their icon (static/favicon.svg); the Django admin's pages do not,
+        # so the browser asks for /favicon.ico there.
         if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):
             problems.append(f"console error: {message.text} ({message.location['url']})")
 
