@@ -1,7 +1,8 @@
 """The four roles of PRODUCT.md as Django groups, each with the model permissions it needs.
 
 The views decide access by role (``inventory/roles.py``); the permissions here serve the Django
-admin (which only the ``admin`` role may open) and anyone auditing the groups.
+admin (which only the ``admin`` role may open) and anyone auditing the groups. Models added later
+get their permissions from ``inventory.roles.sync_role_groups``, which runs after every migrate.
 """
 
 from django.contrib.auth.management import create_permissions

@@ -2,35 +2,10 @@
 
 import django.db.models.deletion
 from django.conf import settings
-from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 
-# The roles' model permissions (see 0006_roles) for the new models: they serve the Django admin.
-ROLE_PERMISSIONS = {
-    "viewer": ["view_keyrequest", "view_keyrequestcomment"],
-    "owner": ["add_keyrequest", "add_keyrequestcomment"],
-    "approver": ["change_keyrequest"],
-}
-INCLUDES = {"viewer": ["viewer"], "owner": ["viewer", "owner"], "approver": ["viewer", "owner", "approver"]}
-
-
-def grant_request_permissions(apps, schema_editor):
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    new = Permission.objects.filter(
-        content_type__app_label="inventory",
-        content_type__model__in=["keyrequest", "keyrequestcomment"],
-    )
-    for group in Group.objects.filter(name__in=["viewer", "owner", "approver", "admin"]):
-        if group.name == "admin":
-            group.permissions.add(*new)
-            continue
-        names = [name for role in INCLUDES[group.name] for name in ROLE_PERMISSIONS[role]]
-        group.permissions.add(*new.filter(codename__in=names))
+# The roles' permissions on the new models come from inventory.roles.sync_role_groups, which
+# runs after every migrate.
 
 
 class Migration(migrations.Migration):
@@ -143,5 +118,4 @@ class Migration(migrations.Migration):
             model_name='keyrequestcomment',
             index=models.Index(fields=['request', 'at'], name='inventory_k_request_57be18_idx'),
         ),
-        migrations.RunPython(grant_request_permissions, migrations.RunPython.noop),
     ]

@@ -98,9 +98,6 @@ class AccessKeyListView(ObjectListView):
     export_name = "keygov-keys"
     export_class = StreamingTableExport
     dataset_kwargs = {"title": "Access keys"}
-    # The table paginates (50 rows); the ListView must not count the rows a second time.
-    paginate_by = None
-    table_pagination = {"per_page": 50}
 
     @property
     def exporting(self) -> bool:
